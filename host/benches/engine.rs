@@ -1,0 +1,155 @@
+//! Per-reconcile overhead of the engine: a fresh instance from the
+//! pre-instantiated component, the call, and decoding the answer, measured
+//! for a trivial plugin and the memcached example, with the pooling
+//! allocator on and off side by side; plus compile versus cache-load time.
+//!
+//! Run through `cargo xtask bench`, which builds the components and writes
+//! BENCHMARKS.md. Prints a Markdown section to `$OPERON_BENCH_REPORT`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use operon::cli::read_objects;
+use operon::contract::{ObjectSet, Request};
+use operon::engine::{Engine, EngineConfig, Limits};
+use operon::plugin::{CallContext, Plugin};
+
+struct Case {
+    label: &'static str,
+    wasm: PathBuf,
+    request: Request,
+    cluster: ObjectSet,
+}
+
+fn plugin_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("OPERON_PLUGIN_DIR").expect(
+        "OPERON_PLUGIN_DIR is not set: run the benchmarks with `cargo xtask bench`",
+    ))
+}
+
+fn cases(root: &Path) -> Vec<Case> {
+    let dir = plugin_dir();
+    let trivial = Request::new(
+        r#"{"apiVersion":"test.operon.dev/v1","kind":"Widget","metadata":{"name":"w","namespace":"default"}}"#.into(),
+        vec![],
+        vec![],
+    );
+    let fixtures = root.join("examples/rust-memcached/fixtures");
+    let parent = read_objects(&fixtures.join("parent.yaml")).expect("memcached parent fixture");
+    let observed = read_objects(&fixtures.join("observed.yaml")).expect("memcached observed fixture");
+    let mut cluster = ObjectSet::new();
+    for o in &observed {
+        cluster.insert(o.clone()).expect("fixture objects are complete");
+    }
+    let memcached = Request::new(
+        parent[0].to_string(),
+        observed.iter().map(|o| o.to_string()).collect(),
+        vec![],
+    );
+    vec![
+        Case { label: "trivial", wasm: dir.join("test_plugin_trivial.wasm"), request: trivial, cluster: ObjectSet::new() },
+        Case { label: "memcached", wasm: dir.join("rust_memcached.wasm"), request: memcached, cluster },
+    ]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Median and p99 of `samples` calls after a warm-up.
+fn measure(plugin: &Plugin, case: &Case, samples: usize) -> (Duration, Duration) {
+    let ctx = CallContext {
+        cluster: Arc::new(case.cluster.clone()),
+        subject: "bench".into(),
+        fixed_time: None,
+    };
+    for _ in 0..samples / 10 {
+        plugin.reconcile(&case.request, &ctx).0.expect("warm-up reconcile");
+    }
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let start = Instant::now();
+        let out = plugin.reconcile(&case.request, &ctx).0;
+        times.push(start.elapsed());
+        std::hint::black_box(out.expect("reconcile"));
+    }
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+fn engine(pooling: bool, cache_dir: Option<PathBuf>) -> Engine {
+    Engine::new(EngineConfig { pooling, cache_dir, ..EngineConfig::default() }).expect("engine")
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let quick = std::env::var_os("OPERON_BENCH_QUICK").is_some();
+    let samples = if quick { 1_000 } else { 20_000 };
+    let mut md = String::new();
+    md.push_str("## Engine: per-reconcile overhead\n\n");
+    md.push_str(&format!(
+        "Fresh `Store` + instance from the pre-instantiated component, `reconcile` call, \
+         JSON decoding of the answer; {samples} calls per row after {} warm-up calls; \
+         time limit (epoch) and memory limit on, as in production.\n\n",
+        samples / 10
+    ));
+    md.push_str("| plugin | pooling: median | pooling: p99 | on-demand: median | on-demand: p99 | on-demand / pooling (median) |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|\n");
+    let cases = cases(&root);
+    for case in &cases {
+        let mut row = Vec::new();
+        for pooling in [true, false] {
+            let engine = engine(pooling, None);
+            let plugin = Plugin::load_file(&engine, &case.wasm, Limits::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", case.wasm.display()));
+            row.push(measure(&plugin, case, samples));
+        }
+        let (pool, demand) = (row[0], row[1]);
+        eprintln!("{}: pooling {:?}/{:?}, on-demand {:?}/{:?}", case.label, pool.0, pool.1, demand.0, demand.1);
+        md.push_str(&format!(
+            "| {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.2} |\n",
+            case.label, us(pool.0), us(pool.1), us(demand.0), us(demand.1),
+            us(demand.0) / us(pool.0)
+        ));
+    }
+
+    md.push_str("\n## Engine: compile versus compile cache\n\n");
+    md.push_str("Cold: compile with Cranelift and write the cache (fresh cache directory each time). \
+        Cached: load the compiled artifact from disk. Median of 5.\n\n");
+    md.push_str("| component | size | cold compile | cached load | cold / cached |\n|---|---:|---:|---:|---:|\n");
+    for case in &cases {
+        let bytes = std::fs::read(&case.wasm).expect("component");
+        let (mut cold, mut warm) = (Vec::new(), Vec::new());
+        for i in 0..5 {
+            let dir = std::env::temp_dir().join(format!("operon-bench-cache-{}-{i}", std::process::id()));
+            let e = engine(true, Some(dir.clone()));
+            let first = e.compile(&bytes).expect("compile");
+            assert!(!first.from_cache);
+            cold.push(first.elapsed);
+            let second = e.compile(&bytes).expect("load");
+            assert!(second.from_cache, "second load must come from the cache");
+            warm.push(second.elapsed);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        cold.sort();
+        warm.sort();
+        let (c, w) = (cold[2], warm[2]);
+        md.push_str(&format!(
+            "| {} | {} KiB | {:.1} ms | {:.2} ms | {:.0} |\n",
+            case.label, bytes.len() / 1024, c.as_secs_f64() * 1e3, w.as_secs_f64() * 1e3,
+            c.as_secs_f64() / w.as_secs_f64()
+        ));
+    }
+    md.push_str("\nReproduce: `cargo xtask bench` (quick look: `cargo xtask bench --quick`).\n");
+    match std::env::var_os("OPERON_BENCH_REPORT") {
+        Some(path) => std::fs::write(&path, &md).expect("writing the report"),
+        None => print!("{md}"),
+    }
+}

@@ -1,0 +1,127 @@
+//! The `operon` command line.
+//!
+//! Every failure ends the process with one line on stderr that names the
+//! object and the cause, and an exit code that tells scripts what kind of
+//! failure it was (see [`ExitCode`]).
+
+mod input;
+mod inspect;
+mod reconcile;
+mod time;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::engine::{Engine, EngineConfig};
+
+pub use input::{parse_objects, read_objects};
+
+#[derive(Parser, Debug)]
+#[command(name = "operon", version, about = "Kubernetes reconcilers as sandboxed WebAssembly components")]
+pub struct Cli {
+    /// Directory of the compiled-component cache
+    /// [default: $OPERON_CACHE_DIR or ~/.cache/operon/compiled]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time instead of using the cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// More logs on stderr: -v shows the plugin's own logs and output,
+    /// -vv debug details. `OPERON_LOG` (a tracing filter) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one reconcile offline and print the plugin's full response.
+    Reconcile(reconcile::Args),
+    /// Print a plugin's registration, imports, exports, size and compile time.
+    Inspect(inspect::Args),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Yaml,
+    Json,
+}
+
+/// Process exit codes, so scripts can tell failures apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Input, file or load problem (includes "not a component").
+    Failure = 1,
+    /// The plugin returned a `retryable` or `permanent` error.
+    PluginError = 3,
+    /// The plugin trapped, hit a limit, or answered malformed output.
+    Trap = 4,
+}
+
+/// An error carrying its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: ExitCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::new(ExitCode::Failure, format!("{e:#}"))
+    }
+}
+
+/// Prints a value as YAML or JSON on stdout.
+fn print(value: &impl serde::Serialize, output: Output) -> Result<(), Failure> {
+    let text = match output {
+        Output::Json => serde_json::to_string_pretty(value)
+            .map_err(|e| Failure::new(ExitCode::Failure, e.to_string()))?,
+        Output::Yaml => serde_saphyr::to_string(value)
+            .map_err(|e| Failure::new(ExitCode::Failure, e.to_string()))?,
+    };
+    println!("{}", text.trim_end());
+    Ok(())
+}
+
+impl Cli {
+    fn engine(&self) -> Result<Engine, Failure> {
+        let mut config = EngineConfig::default();
+        if self.no_cache {
+            config.cache_dir = None;
+        } else if let Some(dir) = &self.cache_dir {
+            config.cache_dir = Some(dir.clone());
+        }
+        // The CLI runs one call at a time; a small pool is enough.
+        config.pool_instances = 4;
+        Engine::new(config).map_err(|e| Failure::new(ExitCode::Failure, format!("starting the engine: {e:#}")))
+    }
+
+    /// Runs the chosen command.
+    pub fn run(self) -> Result<(), Failure> {
+        let engine = self.engine()?;
+        match &self.command {
+            Command::Reconcile(args) => reconcile::run(&engine, args),
+            Command::Inspect(args) => inspect::run(&engine, args),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `operon reconcile`: one reconcile, offline, on objects from files.
+//!
+//! The offline cluster that `cluster.get/list` read from holds the observed
+//! children and any `--related` objects, so a plugin behaves as it would
+//! against the host's watch cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{ExitCode, Failure, Output, input, print, time};
+use crate::contract::{ObjectSet, Request};
+use crate::engine::{Engine, Limits};
+use crate::plugin::{CallContext, CallError, Plugin};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The plugin component (.wasm).
+    pub plugin: PathBuf,
+    /// The parent object (YAML or JSON).
+    #[arg(long, value_name = "FILE")]
+    pub parent: PathBuf,
+    /// Observed children (YAML documents, JSON, or a List); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub observed: Vec<PathBuf>,
+    /// Other objects the plugin may read through `cluster`; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub related: Vec<PathBuf>,
+    /// Plugin configuration, `key=value`; repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+    /// Reconcile as if the parent were being deleted (finalizer call).
+    #[arg(long)]
+    pub finalizing: bool,
+    /// Fix the plugin's wall clock (UTC, e.g. 2026-01-02T03:04:05Z) for
+    /// reproducible output.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+    /// Time limit of the call, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// Memory limit of the call, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub memory_mib: usize,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Yaml)]
+    pub output: Output,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// `namespace/name` of an object, for messages.
+fn subject(object: &Value) -> String {
+    let get = |p| object.pointer(p).and_then(Value::as_str).unwrap_or("");
+    match get("/metadata/namespace") {
+        "" => get("/metadata/name").to_string(),
+        ns => format!("{ns}/{}", get("/metadata/name")),
+    }
+}
+
+pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
+    let parent = input::read_one(&args.parent)?;
+    let mut observed = Vec::new();
+    for path in &args.observed {
+        observed.extend(input::read_objects(path)?);
+    }
+    let mut cluster = ObjectSet::new();
+    for path in &args.related {
+        for object in input::read_objects(path)? {
+            cluster
+                .insert(object)
+                .map_err(|e| Failure::new(ExitCode::Failure, format!("{}: {e}", path.display())))?;
+        }
+    }
+    for object in &observed {
+        cluster
+            .insert(object.clone())
+            .map_err(|e| Failure::new(ExitCode::Failure, format!("observed object: {e}")))?;
+    }
+    let fixed_time = match &args.now {
+        Some(t) => Some(time::parse_utc(t).map_err(|e| Failure::new(ExitCode::Failure, e))?),
+        None => None,
+    };
+    let limits = Limits {
+        timeout: Duration::from_millis(args.timeout_ms),
+        memory_bytes: args.memory_mib << 20,
+        ..Limits::default()
+    };
+    let plugin = Plugin::load_file(engine, &args.plugin, limits)
+        .map_err(|e| Failure::new(ExitCode::Failure, format!("{}: {e}", args.plugin.display())))?;
+    let mut request = Request::new(
+        parent.to_string(),
+        observed.iter().map(Value::to_string).collect(),
+        args.config.clone(),
+    );
+    request.finalizing = args.finalizing;
+    let ctx = CallContext {
+        cluster: Arc::new(cluster),
+        subject: subject(&parent),
+        fixed_time,
+    };
+    let (result, stats) = plugin.reconcile(&request, &ctx);
+    tracing::debug!(duration = ?stats.duration, memory_peak = stats.memory_peak, "reconciled");
+    let outcome = result.map_err(|e| {
+        let code = match e {
+            CallError::Plugin(_) => ExitCode::PluginError,
+            CallError::Trap { .. } | CallError::InvalidOutput(_) => ExitCode::Trap,
+        };
+        Failure::new(code, format!("plugin {} on {}: {e}", plugin.name(), ctx.subject))
+    })?;
+    print(&outcome, args.output)
+}

@@ -1,0 +1,195 @@
+//! A plugin's answer, decoded: every JSON text parsed once, here, so that the
+//! rest of the host (and the CLI) works with values, and a malformed answer
+//! is refused whole with a message naming the offending part.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::bindings::operon::reconciler::types as wit;
+use super::{Event, EventType, ObjectRef, PatchType};
+
+/// What a reconcile asked for, with every JSON text parsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub children: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+    pub events: Vec<DecodedEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requeue_after_ms: Option<u64>,
+    pub finalized: bool,
+    pub patches: Vec<DecodedPatch>,
+}
+
+/// An event about the parent, as Kubernetes spells it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecodedEvent {
+    #[serde(rename = "type")]
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+impl From<Event> for DecodedEvent {
+    fn from(e: Event) -> DecodedEvent {
+        DecodedEvent {
+            type_: e.type_,
+            reason: e.reason,
+            message: e.message,
+        }
+    }
+}
+
+/// The object a patch is for, as Kubernetes spells a reference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl From<ObjectRef> for Target {
+    fn from(r: ObjectRef) -> Target {
+        Target {
+            api_version: r.api_version,
+            kind: r.kind,
+            namespace: r.namespace,
+            name: r.name,
+        }
+    }
+}
+
+/// A patch to a non-owned object, body parsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecodedPatch {
+    pub target: Target,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    pub patch_type: PatchType,
+    pub body: Value,
+}
+
+/// An error the plugin returned on purpose (not a trap).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// Transient: retry with backoff.
+    #[error("retryable error: {0}")]
+    Retryable(String),
+    /// The parent cannot be reconciled as it is: wait for it to change.
+    #[error("permanent error: {0}")]
+    Permanent(String),
+}
+
+impl From<wit::Error> for PluginError {
+    fn from(e: wit::Error) -> PluginError {
+        match e {
+            wit::Error::Retryable(m) => PluginError::Retryable(m),
+            wit::Error::Permanent(m) => PluginError::Permanent(m),
+        }
+    }
+}
+
+fn parse(what: &str, text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))
+}
+
+impl Outcome {
+    /// Parses every JSON text of a response. Children and status must be
+    /// JSON objects; a child must say its apiVersion, kind and name.
+    pub fn decode(response: wit::Response) -> Result<Outcome, String> {
+        let children = response
+            .children
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let child = parse(&format!("child #{i}"), text)?;
+                describe_child(&child).map_err(|e| format!("child #{i}: {e}"))?;
+                Ok(child)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let status = match &response.status {
+            Some(text) => {
+                let status = parse("status", text)?;
+                if !status.is_object() {
+                    return Err("status must be a JSON object".into());
+                }
+                Some(status)
+            }
+            None => None,
+        };
+        let patches = response
+            .patches
+            .into_iter()
+            .map(|p| {
+                let body = parse(&format!("patch of {}", p.target), &p.body)?;
+                Ok(DecodedPatch {
+                    target: p.target.into(),
+                    subresource: p.subresource,
+                    patch_type: p.patch_type,
+                    body,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Outcome {
+            children,
+            status,
+            events: response.events.into_iter().map(DecodedEvent::from).collect(),
+            requeue_after_ms: response.requeue_after_ms,
+            finalized: response.finalized,
+            patches,
+        })
+    }
+}
+
+/// `Kind namespace/name` of a child, or what it lacks.
+pub fn describe_child(child: &Value) -> Result<String, String> {
+    if !child.is_object() {
+        return Err("must be a JSON object".into());
+    }
+    let get = |p: &str| child.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty());
+    get("/apiVersion").ok_or("has no apiVersion")?;
+    let kind = get("/kind").ok_or("has no kind")?;
+    let name = get("/metadata/name").ok_or_else(|| format!("{kind} has no metadata.name"))?;
+    Ok(match get("/metadata/namespace") {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(children: &[&str]) -> wit::Response {
+        wit::Response {
+            children: children.iter().map(|s| s.to_string()).collect(),
+            status: Some(r#"{"ready":true}"#.into()),
+            events: vec![],
+            requeue_after_ms: None,
+            finalized: false,
+            patches: vec![],
+        }
+    }
+
+    #[test]
+    fn decodes_children_and_status() {
+        let ok = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a"}}"#;
+        let out = Outcome::decode(response(&[ok])).unwrap();
+        assert_eq!(out.children[0]["kind"], "Service");
+        assert_eq!(out.status.unwrap()["ready"], true);
+    }
+
+    #[test]
+    fn names_the_malformed_child() {
+        let ok = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a"}}"#;
+        let err = Outcome::decode(response(&[ok, "{not json"])).unwrap_err();
+        assert!(err.starts_with("child #1 is not valid JSON"), "{err}");
+        let err = Outcome::decode(response(&[r#"{"apiVersion":"v1","kind":"Service"}"#]));
+        assert_eq!(err.unwrap_err(), "child #0: Service has no metadata.name");
+    }
+}

@@ -1,0 +1,12 @@
+//! operon: a Kubernetes controller host whose reconcilers are sandboxed
+//! WebAssembly components.
+//!
+//! Data flows one way: an event names a parent, the [`plugin`] computes its
+//! desired state inside the [`engine`] (a fresh sandbox per call), and the
+//! result is applied to the cluster. The [`contract`] module is the host side
+//! of the WIT package in `wit/`, the product's public API.
+
+pub mod cli;
+pub mod contract;
+pub mod engine;
+pub mod plugin;

@@ -1,0 +1,85 @@
+//! Why a plugin did not load, or why one call failed.
+
+use crate::contract::{PACKAGE, PluginError};
+use crate::engine::TrapReason;
+
+/// A plugin that cannot be used, with the one reason that matters first.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(String),
+    #[error("{0}")]
+    Contract(String),
+    #[error("describe() failed: {0}")]
+    Describe(CallError),
+    #[error("invalid registration: {0}")]
+    Registration(String),
+}
+
+impl LoadError {
+    /// A linking or typing failure, which means the component was built
+    /// against another world or another version of the contract.
+    pub(crate) fn contract(e: &wasmtime::Error) -> LoadError {
+        LoadError::Contract(format!("component does not implement {PACKAGE}: {e:#}"))
+    }
+}
+
+/// Checks the 8-byte header, so that "this is not a component" is said
+/// plainly instead of as a parser error deep in wasmtime.
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotComponent(
+            "the file is not WebAssembly (no \\0asm header)".into(),
+        ));
+    }
+    // Bytes 4..8 are the version and layer: 1,0,0,0 is a core module,
+    // 0x0d,0,1,0 a component.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::NotComponent(
+            "this is a core WebAssembly module; build for wasm32-wasip2 or wrap it with \
+             `wasm-tools component new`"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Why one call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The plugin answered with an error on purpose.
+    #[error("{0}")]
+    Plugin(PluginError),
+    /// The plugin trapped or hit a limit.
+    #[error("trapped: {} ({detail})", reason.describe())]
+    Trap { reason: TrapReason, detail: String },
+    /// The plugin answered, but the answer is malformed.
+    #[error("invalid output: {0}")]
+    InvalidOutput(String),
+}
+
+impl CallError {
+    /// Whether the host should retry with backoff.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, CallError::Plugin(PluginError::Permanent(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_tells_modules_from_components() {
+        let err = check_header(b"hello world").unwrap_err().to_string();
+        assert!(err.contains("not WebAssembly"), "{err}");
+        let err = check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        assert!(err.contains("core WebAssembly module"), "{err}");
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

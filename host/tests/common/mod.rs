@@ -1,0 +1,44 @@
+//! Shared by the host's integration tests: where the built components are.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A built component by package name. `cargo xtask test` builds them all
+/// and sets `OPERON_PLUGIN_DIR`; a plain `cargo test` finds them in the
+/// target directory after `cargo xtask build`.
+pub fn component(package: &str) -> PathBuf {
+    let dir = std::env::var_os("OPERON_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join("target"))
+                .join("wasm32-wasip2/plugin")
+        });
+    let path = dir.join(format!("{}.wasm", package.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "component {} not found: build the components with `cargo xtask build` \
+         (`cargo xtask test` does it for you)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("operon-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn memcached_fixture(name: &str) -> PathBuf {
+    root().join("examples/rust-memcached/fixtures").join(name)
+}

@@ -1,0 +1,43 @@
+//! `cargo xtask <command>`: the developer entry points named in the README.
+//!
+//! Each command lives in its own module; this file only parses the command
+//! line and dispatches, so a new command never touches another's code.
+
+mod bench;
+mod cluster;
+mod demo;
+mod plugins;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "operon developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the example reconciler and run it on its fixtures.
+    Demo,
+    /// Lint, build the components, start a control plane, run every test.
+    Test(test::Args),
+    /// Run the benchmarks and rewrite BENCHMARKS.md.
+    Bench(bench::Args),
+    /// Build the Wasm components only.
+    Build,
+    /// Manage the local Kubernetes control plane built from tests/controlplane.
+    Cluster(cluster::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Demo => demo::run(),
+        Command::Test(args) => test::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Build => plugins::build_all().map(|dir| eprintln!("xtask: components in {}", dir.display())),
+        Command::Cluster(args) => cluster::run(args),
+    }
+}

@@ -169,3 +169,27 @@ fn invalid_yaml_and_json_inputs_give_file_and_position() {
     let out = operon(&["reconcile", path(&wasm), "--parent", path(&parent), "--observed", path(&json)]);
     assert_fails(&out, 1, &["observed.json", "invalid JSON at line 2, column"]);
 }
+
+#[test]
+fn cluster_reads_are_served_from_related_objects_within_the_read_grant() {
+    let dir = common::temp_dir("reads");
+    let related = dir.join("related.yaml");
+    std::fs::write(
+        &related,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: demo, labels: {app: demo}}\n\
+         ---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: other, namespace: demo, labels: {app: web}}\n\
+         ---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: elsewhere, namespace: prod, labels: {app: demo}}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: demo}\n",
+    )
+    .unwrap();
+    let wasm = common::component("test-plugin-reads");
+    let parent = common::memcached_fixture("parent.yaml");
+    let out = json_stdout(&operon(&[
+        "reconcile", path(&wasm), "--parent", path(&parent), "--related", path(&related), "-o", "json",
+    ]));
+    let status = &out["status"];
+    assert_eq!(status["configMaps"], serde_json::json!(["settings"]), "namespace and label selector applied");
+    assert_eq!(status["settingsFound"], true);
+    let secret = status["secret"].as_str().unwrap();
+    assert!(secret.contains("Secret") && secret.contains("not granted"), "Secrets need their own grant: {secret}");
+}

@@ -14,7 +14,9 @@ fn main() -> std::process::ExitCode {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("OPERON_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.init(),

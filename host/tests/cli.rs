@@ -22,7 +22,11 @@ fn path(p: &Path) -> &str {
 }
 
 fn json_stdout(out: &Output) -> Value {
-    assert!(out.status.success(), "operon failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "operon failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
 }
 
@@ -44,7 +48,14 @@ fn memcached_reconcile(extra: &[&str]) -> Output {
     let wasm = common::component("rust-memcached");
     let parent = common::memcached_fixture("parent.yaml");
     let observed = common::memcached_fixture("observed.yaml");
-    let mut args = vec!["reconcile", path(&wasm), "--parent", path(&parent), "--observed", path(&observed)];
+    let mut args = vec![
+        "reconcile",
+        path(&wasm),
+        "--parent",
+        path(&parent),
+        "--observed",
+        path(&observed),
+    ];
     args.extend_from_slice(extra);
     operon(&args)
 }
@@ -55,26 +66,45 @@ fn reconcile_prints_the_deployment_service_and_status() {
     let parent = operon::cli::read_objects(&common::memcached_fixture("parent.yaml")).unwrap();
     let size = &parent[0]["spec"]["size"];
     let children = out["children"].as_array().unwrap();
-    let deployment = children.iter().find(|c| c["kind"] == "Deployment").expect("a Deployment");
-    assert_eq!(&deployment["spec"]["replicas"], size, "replicas follow spec.size");
-    assert_eq!(deployment["metadata"]["namespace"], parent[0]["metadata"]["namespace"]);
+    let deployment = children
+        .iter()
+        .find(|c| c["kind"] == "Deployment")
+        .expect("a Deployment");
+    assert_eq!(
+        &deployment["spec"]["replicas"], size,
+        "replicas follow spec.size"
+    );
+    assert_eq!(
+        deployment["metadata"]["namespace"],
+        parent[0]["metadata"]["namespace"]
+    );
     assert!(children.iter().any(|c| c["kind"] == "Service"), "a Service");
     let status = &out["status"];
     assert_eq!(status["readyReplicas"], 2, "from the observed Deployment");
-    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
     assert_eq!(ready["status"], "False", "2 of 3 ready is not Ready");
 }
 
 #[test]
 fn reconcile_output_matches_the_golden_file() {
     let out = memcached_reconcile(&["--now", "2026-01-01T00:00:00Z"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let golden = common::memcached_fixture("expected.yaml");
     let actual = String::from_utf8(out.stdout).unwrap();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&golden).expect("golden file (UPDATE_GOLDEN=1 writes it)");
+    let expected =
+        std::fs::read_to_string(&golden).expect("golden file (UPDATE_GOLDEN=1 writes it)");
     assert_eq!(actual, expected, "output differs from {}", golden.display());
 }
 
@@ -82,21 +112,50 @@ fn reconcile_output_matches_the_golden_file() {
 fn inspect_prints_the_registration_and_cache_state() {
     let cache = common::temp_dir("inspect-cache");
     let wasm = common::component("rust-memcached");
-    let run = || operon(&["inspect", path(&wasm), "-o", "json", "--cache-dir", path(&cache)]);
+    let run = || {
+        operon(&[
+            "inspect",
+            path(&wasm),
+            "-o",
+            "json",
+            "--cache-dir",
+            path(&cache),
+        ])
+    };
     let first = json_stdout(&run());
     let reg = &first["registration"];
     assert_eq!(reg["name"], "memcached");
     assert_eq!(reg["parent"]["kind"]["kind"], "Memcached");
-    let owns: Vec<&str> = reg["owns"].as_array().unwrap().iter().map(|g| g["kind"].as_str().unwrap()).collect();
+    let owns: Vec<&str> = reg["owns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(owns, ["Deployment", "Service"]);
     assert_eq!(reg["crds"][0]["spec"]["names"]["kind"], "Memcached");
     let component = &first["component"];
-    assert!(component["exports"].as_array().unwrap().iter().any(|e| e == "reconcile"));
-    assert!(component["imports"].as_array().unwrap().iter().any(|i| i.as_str().unwrap().starts_with("operon:reconciler/log")));
+    assert!(
+        component["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "reconcile")
+    );
+    assert!(
+        component["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i.as_str().unwrap().starts_with("operon:reconciler/log"))
+    );
     assert!(component["sizeBytes"].as_u64().unwrap() > 0);
     assert_eq!(component["fromCache"], false);
     let second = json_stdout(&run());
-    assert_eq!(second["component"]["fromCache"], true, "the second load does not recompile");
+    assert_eq!(
+        second["component"]["fromCache"], true,
+        "the second load does not recompile"
+    );
     std::fs::remove_dir_all(cache).unwrap();
 }
 
@@ -105,7 +164,12 @@ fn a_missing_file_is_named() {
     let out = operon(&["inspect", "/nonexistent/plugin.wasm"]);
     assert_fails(&out, 1, &["/nonexistent/plugin.wasm", "No such file"]);
     let wasm = common::component("rust-memcached");
-    let out = operon(&["reconcile", path(&wasm), "--parent", "/nonexistent/parent.yaml"]);
+    let out = operon(&[
+        "reconcile",
+        path(&wasm),
+        "--parent",
+        "/nonexistent/parent.yaml",
+    ]);
     assert_fails(&out, 1, &["/nonexistent/parent.yaml"]);
 }
 
@@ -114,31 +178,58 @@ fn a_file_that_is_not_a_component_is_refused() {
     let dir = common::temp_dir("not-component");
     let text = dir.join("readme.wasm");
     std::fs::write(&text, "hello").unwrap();
-    assert_fails(&operon(&["inspect", path(&text)]), 1, &["not a WebAssembly component", "no \\0asm header"]);
+    assert_fails(
+        &operon(&["inspect", path(&text)]),
+        1,
+        &["not a WebAssembly component", "no \\0asm header"],
+    );
     let module = dir.join("module.wasm");
     std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
-    assert_fails(&operon(&["inspect", path(&module)]), 1, &["core WebAssembly module", "wasm32-wasip2"]);
+    assert_fails(
+        &operon(&["inspect", path(&module)]),
+        1,
+        &["core WebAssembly module", "wasm32-wasip2"],
+    );
 }
 
 #[test]
 fn a_component_of_another_world_names_the_missing_export() {
     let wasm = common::component("test-plugin-wrong-world");
-    assert_fails(&operon(&["inspect", path(&wasm)]), 1, &["operon:reconciler@0.1.0", "missing export `reconcile`"]);
+    assert_fails(
+        &operon(&["inspect", path(&wasm)]),
+        1,
+        &["operon:reconciler@0.1.0", "missing export `reconcile`"],
+    );
 }
 
 fn fails_with(mode: &str, extra: &[&str]) -> Output {
     let wasm = common::component("test-plugin-fails");
     let parent = common::memcached_fixture("parent.yaml");
     let config = format!("mode={mode}");
-    let mut args = vec!["reconcile", path(&wasm), "--parent", path(&parent), "--config", &config];
+    let mut args = vec![
+        "reconcile",
+        path(&wasm),
+        "--parent",
+        path(&parent),
+        "--config",
+        &config,
+    ];
     args.extend_from_slice(extra);
     operon(&args)
 }
 
 #[test]
 fn plugin_errors_are_printed_with_their_kind() {
-    assert_fails(&fails_with("retryable", &[]), 3, &["retryable error: database not reachable", "demo/example"]);
-    assert_fails(&fails_with("permanent", &[]), 3, &["permanent error: spec.version 99 is not supported"]);
+    assert_fails(
+        &fails_with("retryable", &[]),
+        3,
+        &["retryable error: database not reachable", "demo/example"],
+    );
+    assert_fails(
+        &fails_with("permanent", &[]),
+        3,
+        &["permanent error: spec.version 99 is not supported"],
+    );
 }
 
 #[test]
@@ -147,10 +238,24 @@ fn traps_name_the_plugin_and_the_reason() {
     assert_fails(&out, 4, &["plugin fails", "unreachable", "boom"]);
     let parent = common::memcached_fixture("parent.yaml");
     let spin = common::component("test-plugin-spin");
-    let out = operon(&["reconcile", path(&spin), "--parent", path(&parent), "--timeout-ms", "300"]);
+    let out = operon(&[
+        "reconcile",
+        path(&spin),
+        "--parent",
+        path(&parent),
+        "--timeout-ms",
+        "300",
+    ]);
     assert_fails(&out, 4, &["plugin spin", "time limit exceeded"]);
     let hog = common::component("test-plugin-hog");
-    let out = operon(&["reconcile", path(&hog), "--parent", path(&parent), "--memory-mib", "32"]);
+    let out = operon(&[
+        "reconcile",
+        path(&hog),
+        "--parent",
+        path(&parent),
+        "--memory-mib",
+        "32",
+    ]);
     assert_fails(&out, 4, &["plugin hog", "memory limit exceeded"]);
 }
 
@@ -166,8 +271,19 @@ fn invalid_yaml_and_json_inputs_give_file_and_position() {
     let json = dir.join("observed.json");
     std::fs::write(&json, "{\"apiVersion\": \"v1\",\n \"kind\": }").unwrap();
     let parent = common::memcached_fixture("parent.yaml");
-    let out = operon(&["reconcile", path(&wasm), "--parent", path(&parent), "--observed", path(&json)]);
-    assert_fails(&out, 1, &["observed.json", "invalid JSON at line 2, column"]);
+    let out = operon(&[
+        "reconcile",
+        path(&wasm),
+        "--parent",
+        path(&parent),
+        "--observed",
+        path(&json),
+    ]);
+    assert_fails(
+        &out,
+        1,
+        &["observed.json", "invalid JSON at line 2, column"],
+    );
 }
 
 #[test]
@@ -185,11 +301,25 @@ fn cluster_reads_are_served_from_related_objects_within_the_read_grant() {
     let wasm = common::component("test-plugin-reads");
     let parent = common::memcached_fixture("parent.yaml");
     let out = json_stdout(&operon(&[
-        "reconcile", path(&wasm), "--parent", path(&parent), "--related", path(&related), "-o", "json",
+        "reconcile",
+        path(&wasm),
+        "--parent",
+        path(&parent),
+        "--related",
+        path(&related),
+        "-o",
+        "json",
     ]));
     let status = &out["status"];
-    assert_eq!(status["configMaps"], serde_json::json!(["settings"]), "namespace and label selector applied");
+    assert_eq!(
+        status["configMaps"],
+        serde_json::json!(["settings"]),
+        "namespace and label selector applied"
+    );
     assert_eq!(status["settingsFound"], true);
     let secret = status["secret"].as_str().unwrap();
-    assert!(secret.contains("Secret") && secret.contains("not granted"), "Secrets need their own grant: {secret}");
+    assert!(
+        secret.contains("Secret") && secret.contains("not granted"),
+        "Secrets need their own grant: {secret}"
+    );
 }

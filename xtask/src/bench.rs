@@ -53,13 +53,23 @@ pub fn run(args: Args) -> Result<()> {
     plugins::run(&mut cmd)?;
     let engine = std::fs::read_to_string(&report)
         .with_context(|| format!("reading {}", report.display()))?;
-    let command = if args.quick { "cargo xtask bench --quick" } else { "cargo xtask bench" };
+    let command = if args.quick {
+        "cargo xtask bench --quick"
+    } else {
+        "cargo xtask bench"
+    };
     let mut out = String::new();
     writeln!(out, "# Benchmarks\n")?;
-    writeln!(out, "Written by `{command}`; do not edit by hand, run it again.\n")?;
+    writeln!(
+        out,
+        "Written by `{command}`; do not edit by hand, run it again.\n"
+    )?;
     writeln!(out, "- Machine: {}", machine())?;
     writeln!(out, "- Date (UTC): {}", utc_now())?;
-    writeln!(out, "- Harness: `host/benches/engine.rs` (release build, one process, figures side by side in one run)\n")?;
+    writeln!(
+        out,
+        "- Harness: `host/benches/engine.rs` (release build, one process, figures side by side in one run)\n"
+    )?;
     out.push_str(&engine);
     let path = plugins::root().join("BENCHMARKS.md");
     std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;

@@ -15,7 +15,9 @@ pub fn run() -> Result<()> {
             .args(["run", "--quiet", "-p", "operon", "--", "inspect"])
             .arg(&wasm),
     )?;
-    eprintln!("\nxtask: operon reconcile (parent: Memcached demo/example, size 3; observed: its Deployment with 2 ready)\n");
+    eprintln!(
+        "\nxtask: operon reconcile (parent: Memcached demo/example, size 3; observed: its Deployment with 2 ready)\n"
+    );
     plugins::run(
         plugins::cargo()
             .args(["run", "--quiet", "-p", "operon", "--", "reconcile"])

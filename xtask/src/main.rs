@@ -37,7 +37,9 @@ fn main() -> anyhow::Result<()> {
         Command::Demo => demo::run(),
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Build => plugins::build_all().map(|dir| eprintln!("xtask: components in {}", dir.display())),
+        Command::Build => {
+            plugins::build_all().map(|dir| eprintln!("xtask: components in {}", dir.display()))
+        }
         Command::Cluster(args) => cluster::run(args),
     }
 }

@@ -52,7 +52,11 @@ pub fn packages() -> Result<Vec<String>> {
             }
             let name = text
                 .lines()
-                .find_map(|l| l.trim().strip_prefix("name = ").map(|n| n.trim_matches('"').to_string()))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("name = ")
+                        .map(|n| n.trim_matches('"').to_string())
+                })
                 .with_context(|| format!("{} has no package name", manifest.display()))?;
             names.push(name);
         }
@@ -66,7 +70,10 @@ pub fn ensure_target() -> Result<()> {
         .args(["target", "list", "--installed"])
         .output()
         .context("running rustup (needed to install the wasm32-wasip2 target)")?;
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TARGET) {
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
         return Ok(());
     }
     eprintln!("xtask: installing the {TARGET} target with rustup");
@@ -77,7 +84,11 @@ pub fn ensure_target() -> Result<()> {
 pub fn build_all() -> Result<PathBuf> {
     ensure_target()?;
     let packages = packages()?;
-    eprintln!("xtask: building {} components for {TARGET}: {}", packages.len(), packages.join(", "));
+    eprintln!(
+        "xtask: building {} components for {TARGET}: {}",
+        packages.len(),
+        packages.join(", ")
+    );
     let mut cmd = cargo();
     cmd.args(["build", "--target", TARGET, "--profile", "plugin"]);
     for p in &packages {

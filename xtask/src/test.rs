@@ -26,12 +26,20 @@ pub fn run(args: Args) -> Result<()> {
         plugins::run(plugins::cargo().args(["fmt", "--all", "--", "--check"]))?;
         eprintln!("xtask: cargo clippy");
         plugins::run(plugins::cargo().args([
-            "clippy", "--workspace", "--all-targets", "--", "-D", "warnings",
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
         ]))?;
     }
     let wasm_dir = plugins::build_all()?;
     let cluster = cluster::start_for_tests()?;
-    eprintln!("xtask: control plane ready: {}", cluster.kubeconfig().display());
+    eprintln!(
+        "xtask: control plane ready: {}",
+        cluster.kubeconfig().display()
+    );
     let mut cmd = plugins::cargo();
     cmd.args(["test", "--workspace"])
         .args(&args.cargo_args)

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 /// Every object in a file, in order.
 pub fn read_objects(path: &Path) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_objects(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -31,7 +31,11 @@ pub fn parse_objects(text: &str) -> anyhow::Result<Vec<Value>> {
     let trimmed = text.trim_start();
     let docs: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let value: Value = serde_json::from_str(text).map_err(|e| {
-            anyhow::anyhow!("invalid JSON at line {}, column {}: {e}", e.line(), e.column())
+            anyhow::anyhow!(
+                "invalid JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            )
         })?;
         vec![value]
     } else {
@@ -55,7 +59,10 @@ fn flatten(doc: Value, out: &mut Vec<Value>) -> anyhow::Result<()> {
         Value::Null => Ok(()),
         Value::Array(items) => items.into_iter().try_for_each(|i| flatten(i, out)),
         Value::Object(ref map)
-            if map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+            if map
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List"))
                 && map.get("items").is_some_and(Value::is_array) =>
         {
             let Some(Value::Array(items)) = doc.get("items").cloned() else {
@@ -86,9 +93,13 @@ mod tests {
 
     #[test]
     fn errors_give_the_position() {
-        let err = parse_objects("{\"a\": 1,\n \"b\": }").unwrap_err().to_string();
+        let err = parse_objects("{\"a\": 1,\n \"b\": }")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
-        let err = parse_objects("a: 1\nb: [1, 2\nc: 3\n").unwrap_err().to_string();
+        let err = parse_objects("a: 1\nb: [1, 2\nc: 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("invalid YAML"), "{err}");
         assert!(parse_objects("just a string").is_err());
     }

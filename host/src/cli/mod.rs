@@ -18,7 +18,11 @@ use crate::engine::{Engine, EngineConfig};
 pub use input::{parse_objects, read_objects};
 
 #[derive(Parser, Debug)]
-#[command(name = "operon", version, about = "Kubernetes reconcilers as sandboxed WebAssembly components")]
+#[command(
+    name = "operon",
+    version,
+    about = "Kubernetes reconcilers as sandboxed WebAssembly components"
+)]
 pub struct Cli {
     /// Directory of the compiled-component cache
     /// [default: $OPERON_CACHE_DIR or ~/.cache/operon/compiled]
@@ -113,7 +117,8 @@ impl Cli {
         }
         // The CLI runs one call at a time; a small pool is enough.
         config.pool_instances = 4;
-        Engine::new(config).map_err(|e| Failure::new(ExitCode::Failure, format!("starting the engine: {e:#}")))
+        Engine::new(config)
+            .map_err(|e| Failure::new(ExitCode::Failure, format!("starting the engine: {e:#}")))
     }
 
     /// Runs the chosen command.

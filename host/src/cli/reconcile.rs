@@ -113,7 +113,10 @@ pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
             CallError::Plugin(_) => ExitCode::PluginError,
             CallError::Trap { .. } | CallError::InvalidOutput(_) => ExitCode::Trap,
         };
-        Failure::new(code, format!("plugin {} on {}: {e}", plugin.name(), ctx.subject))
+        Failure::new(
+            code,
+            format!("plugin {} on {}: {e}", plugin.name(), ctx.subject),
+        )
     })?;
     print(&outcome, args.output)
 }

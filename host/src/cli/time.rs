@@ -41,7 +41,10 @@ mod tests {
     #[test]
     fn parses_utc_timestamps() {
         let t = parse_utc("2026-01-02T03:04:05Z").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_767_323_045);
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_767_323_045
+        );
         assert_eq!(parse_utc("1970-01-01T00:00:00Z").unwrap(), UNIX_EPOCH);
         assert!(parse_utc("2026-13-01T00:00:00Z").is_err());
         assert!(parse_utc("yesterday").is_err());

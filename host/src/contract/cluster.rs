@@ -79,8 +79,8 @@ impl ObjectSet {
         };
         let api_version = field(&["apiVersion"]).ok_or("object has no apiVersion")?;
         let kind = field(&["kind"]).ok_or("object has no kind")?;
-        let name = field(&["metadata", "name"])
-            .ok_or_else(|| format!("{kind} has no metadata.name"))?;
+        let name =
+            field(&["metadata", "name"]).ok_or_else(|| format!("{kind} has no metadata.name"))?;
         let namespace = field(&["metadata", "namespace"]).unwrap_or_default();
         self.objects
             .entry(kind_key(&api_version, &kind))
@@ -156,7 +156,11 @@ mod tests {
         assert_eq!(set.list("v1", "Pod", Some("a"), &db).unwrap().len(), 1);
         let all = Selector::everything();
         assert_eq!(set.list("v1", "Pod", Some("a"), &all).unwrap().len(), 2);
-        assert!(set.list("apps/v1", "Deployment", None, &all).unwrap().is_empty());
+        assert!(
+            set.list("apps/v1", "Deployment", None, &all)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -164,6 +168,9 @@ mod tests {
         let mut set = ObjectSet::new();
         let err = set.insert(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}));
         assert_eq!(err.unwrap_err(), "Pod has no metadata.name");
-        assert_eq!(set.insert(json!({"kind": "Pod"})).unwrap_err(), "object has no apiVersion");
+        assert_eq!(
+            set.insert(json!({"kind": "Pod"})).unwrap_err(),
+            "object has no apiVersion"
+        );
     }
 }

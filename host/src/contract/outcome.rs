@@ -138,7 +138,11 @@ impl Outcome {
         Ok(Outcome {
             children,
             status,
-            events: response.events.into_iter().map(DecodedEvent::from).collect(),
+            events: response
+                .events
+                .into_iter()
+                .map(DecodedEvent::from)
+                .collect(),
             requeue_after_ms: response.requeue_after_ms,
             finalized: response.finalized,
             patches,
@@ -151,7 +155,12 @@ pub fn describe_child(child: &Value) -> Result<String, String> {
     if !child.is_object() {
         return Err("must be a JSON object".into());
     }
-    let get = |p: &str| child.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let get = |p: &str| {
+        child
+            .pointer(p)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     get("/apiVersion").ok_or("has no apiVersion")?;
     let kind = get("/kind").ok_or("has no kind")?;
     let name = get("/metadata/name").ok_or_else(|| format!("{kind} has no metadata.name"))?;

@@ -119,10 +119,16 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         return Ok(Requirement::DoesNotExist(check_key(key.trim(), part)?));
     }
     if let Some((k, v)) = part.split_once("!=") {
-        return Ok(Requirement::NotEquals(check_key(k.trim(), part)?, v.trim().into()));
+        return Ok(Requirement::NotEquals(
+            check_key(k.trim(), part)?,
+            v.trim().into(),
+        ));
     }
     if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-        return Ok(Requirement::Equals(check_key(k.trim(), part)?, v.trim().into()));
+        return Ok(Requirement::Equals(
+            check_key(k.trim(), part)?,
+            v.trim().into(),
+        ));
     }
     let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
     if let [key, rest] = words[..] {
@@ -149,29 +155,61 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn equality_and_set_based_requirements() {
         let l = labels(&[("app", "db"), ("env", "prod")]);
         let yes = [
-            "", "app=db", "app==db", "app!=web", "env in (prod, staging)",
-            "env notin (dev)", "app", "!canary", "app=db,env in (prod)",
+            "",
+            "app=db",
+            "app==db",
+            "app!=web",
+            "env in (prod, staging)",
+            "env notin (dev)",
+            "app",
+            "!canary",
+            "app=db,env in (prod)",
         ];
         for s in yes {
             assert!(Selector::parse(s).unwrap().matches(&l), "{s} should match");
         }
-        let no = ["app=web", "app!=db", "env in (dev)", "env notin (prod)", "canary", "!app"];
+        let no = [
+            "app=web",
+            "app!=db",
+            "env in (dev)",
+            "env notin (prod)",
+            "canary",
+            "!app",
+        ];
         for s in no {
-            assert!(!Selector::parse(s).unwrap().matches(&l), "{s} should not match");
+            assert!(
+                !Selector::parse(s).unwrap().matches(&l),
+                "{s} should not match"
+            );
         }
     }
 
     #[test]
     fn malformed_selectors_say_why() {
-        assert!(Selector::parse("env in (a").unwrap_err().contains("unbalanced"));
-        assert!(Selector::parse("env within (a)").unwrap_err().contains("unknown operator"));
-        assert!(Selector::parse("a b=c").unwrap_err().contains("invalid label key"));
+        assert!(
+            Selector::parse("env in (a")
+                .unwrap_err()
+                .contains("unbalanced")
+        );
+        assert!(
+            Selector::parse("env within (a)")
+                .unwrap_err()
+                .contains("unknown operator")
+        );
+        assert!(
+            Selector::parse("a b=c")
+                .unwrap_err()
+                .contains("invalid label key")
+        );
     }
 }

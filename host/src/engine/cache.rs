@@ -82,7 +82,8 @@ impl CompileCache {
     }
 
     fn path_for(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.engine_hash))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", self.engine_hash))
     }
 
     /// Loads the compiled form of `bytes` from disk, or compiles and stores

@@ -117,7 +117,11 @@ impl Pollable for CapturedOutput {
 }
 
 impl tokio::io::AsyncWrite for CapturedOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -149,7 +153,10 @@ mod tests {
     fn last_line_joins_a_rust_panic_location_and_message() {
         let out = CapturedOutput::new(1024);
         out.append(b"starting\nthread 'main' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n");
-        assert_eq!(out.last_line().unwrap(), "thread 'main' panicked at src/lib.rs:3:5: boom");
+        assert_eq!(
+            out.last_line().unwrap(),
+            "thread 'main' panicked at src/lib.rs:3:5: boom"
+        );
         let quiet = CapturedOutput::new(16);
         assert_eq!(quiet.last_line(), None);
     }

@@ -41,7 +41,10 @@ pub struct ComponentInfo {
 }
 
 mod duration_ms {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64() * 1000.0)
     }
 }
@@ -137,9 +140,8 @@ impl Plugin {
             grant: Arc::new(ReadGrant::none()),
             name: Arc::from("(describe)"),
         };
-        let (described, _) = sandbox.call(&CallContext::offline("describe"), |r, s| {
-            r.call_describe(s)
-        });
+        let (described, _) =
+            sandbox.call(&CallContext::offline("describe"), |r, s| r.call_describe(s));
         let registration = described.map_err(LoadError::Describe)?;
         registration::validate(&registration).map_err(LoadError::Registration)?;
         sandbox.grant = Arc::new(ReadGrant::from_registration(&registration));
@@ -168,7 +170,11 @@ impl Plugin {
     }
 
     /// Runs one reconcile in a fresh sandbox.
-    pub fn reconcile(&self, request: &Request, ctx: &CallContext) -> (Result<Outcome, CallError>, CallStats) {
+    pub fn reconcile(
+        &self,
+        request: &Request,
+        ctx: &CallContext,
+    ) -> (Result<Outcome, CallError>, CallStats) {
         let (result, stats) = self.sandbox.call(ctx, |r, s| r.call_reconcile(s, request));
         let outcome = result.and_then(|answer| match answer {
             Ok(response) => Outcome::decode(response).map_err(CallError::InvalidOutput),
@@ -179,9 +185,10 @@ impl Plugin {
 
     /// Asks which parents a related object concerns.
     pub fn map(&self, related: &str, ctx: &CallContext) -> Result<Vec<ObjectRef>, CallError> {
-        self.sandbox.call(ctx, |r, s| r.call_map_related(s, related)).0
+        self.sandbox
+            .call(ctx, |r, s| r.call_map_related(s, related))
+            .0
     }
-
 }
 
 impl Sandbox {
@@ -203,7 +210,12 @@ impl Sandbox {
         };
         let mut store = match self.engine.store(StoreState::new(env), &self.limits) {
             Ok(store) => store,
-            Err(e) => return (Err(self.trap(TrapReason::Instantiate, &e, None)), CallStats::default()),
+            Err(e) => {
+                return (
+                    Err(self.trap(TrapReason::Instantiate, &e, None)),
+                    CallStats::default(),
+                );
+            }
         };
         let result = match self.pre.instantiate(&mut store) {
             Ok(instance) => f(&instance, &mut store).map_err(|e| {

@@ -5,7 +5,8 @@ use crate::contract::{Gvk, Registration};
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -29,15 +30,17 @@ pub fn validate(reg: &Registration) -> Result<(), String> {
     for (i, gvk) in reg.owns.iter().enumerate() {
         check_gvk(&format!("owns[{i}]"), gvk)?;
         if gvk.same_kind(&reg.parent.kind) {
-            return Err(format!("owns[{i}] is the parent kind {gvk}; a plugin cannot own its parents"));
+            return Err(format!(
+                "owns[{i}] is the parent kind {gvk}; a plugin cannot own its parents"
+            ));
         }
     }
     for (i, related) in reg.related.iter().enumerate() {
         check_gvk(&format!("related[{i}]"), &related.kind)?;
     }
     for (i, crd) in reg.crds.iter().enumerate() {
-        let value: serde_json::Value = serde_json::from_str(crd)
-            .map_err(|e| format!("crds[{i}] is not valid JSON: {e}"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(crd).map_err(|e| format!("crds[{i}] is not valid JSON: {e}"))?;
         if value.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
             return Err(format!("crds[{i}] is not a CustomResourceDefinition"));
         }

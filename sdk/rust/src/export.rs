@@ -14,7 +14,7 @@ pub struct Adapter<R>(PhantomData<R>);
 
 /// Exports a [`crate::Reconciler`] as the component's `reconciler` world.
 ///
-/// ```ignore
+/// ```text
 /// struct Memcached;
 /// impl operon_sdk::Reconciler for Memcached { /* ... */ }
 /// operon_sdk::export!(Memcached);

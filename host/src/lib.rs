@@ -6,7 +6,12 @@
 //! result is applied to the cluster. The [`contract`] module is the host side
 //! of the WIT package in `wit/`, the product's public API.
 
+pub mod apply;
 pub mod cli;
 pub mod contract;
 pub mod engine;
+pub mod kinds;
 pub mod plugin;
+pub mod runtime;
+pub mod server;
+pub mod time;

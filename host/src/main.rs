@@ -2,15 +2,17 @@
 //! turn any failure into one line on stderr and a meaningful exit code.
 
 use clap::Parser;
-use operon::cli::{Cli, LogFormat};
+use operon::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Quiet by default, so a failure is exactly one line on stderr.
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+    // Offline commands are quiet by default, so a failure is exactly one
+    // line on stderr; the long-running host logs what it does.
+    let serving = matches!(cli.command, Command::Run(_));
+    let level = match (cli.verbose, serving) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("OPERON_LOG").unwrap_or_else(|_| EnvFilter::new(level));

@@ -7,7 +7,7 @@
 mod input;
 mod inspect;
 mod reconcile;
-mod time;
+mod run;
 
 use std::path::PathBuf;
 
@@ -48,6 +48,8 @@ pub enum Command {
     Reconcile(reconcile::Args),
     /// Print a plugin's registration, imports, exports, size and compile time.
     Inspect(inspect::Args),
+    /// Run the controllers of a plugin directory against a cluster.
+    Run(run::Args),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +117,10 @@ impl Cli {
         } else if let Some(dir) = &self.cache_dir {
             config.cache_dir = Some(dir.clone());
         }
-        // The CLI runs one call at a time; a small pool is enough.
-        config.pool_instances = 4;
+        // Offline commands run one call at a time; a small pool is enough.
+        if !matches!(self.command, Command::Run(_)) {
+            config.pool_instances = 4;
+        }
         Engine::new(config)
             .map_err(|e| Failure::new(ExitCode::Failure, format!("starting the engine: {e:#}")))
     }
@@ -127,6 +131,7 @@ impl Cli {
         match &self.command {
             Command::Reconcile(args) => reconcile::run(&engine, args),
             Command::Inspect(args) => inspect::run(&engine, args),
+            Command::Run(args) => run::run(engine, args),
         }
     }
 }

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{ExitCode, Failure, Output, input, print, time};
+use super::{ExitCode, Failure, Output, input, print};
 use crate::contract::{ObjectSet, Request};
 use crate::engine::{Engine, Limits};
 use crate::plugin::{CallContext, CallError, Plugin};
+use crate::time;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -1,0 +1,377 @@
+//! Checking a whole answer before anything of it is applied.
+
+use std::collections::HashMap;
+
+use kube::api::Patch;
+use serde_json::Value;
+
+use crate::contract::outcome::describe_child;
+use crate::contract::{Gvk, Outcome, PatchType, Registration};
+
+/// Refuses an outcome that must not be applied, with a message naming the
+/// offending part (`child #i (Kind namespace/name)`, `patch #i (...)`).
+///
+/// `scope` tells whether an owned kind is namespaced (`None`: unknown, the
+/// scope checks are skipped). Patch grants are the registration's
+/// `capabilities.patches`.
+pub fn check(
+    outcome: &Outcome,
+    reg: &Registration,
+    parent: &Value,
+    max_children: usize,
+    scope: &dyn Fn(&Gvk) -> Option<bool>,
+) -> Result<(), String> {
+    let plugin = &reg.name;
+    if outcome.children.len() > max_children {
+        return Err(format!(
+            "plugin {plugin} returned {} children; at most {max_children} are allowed per parent",
+            outcome.children.len()
+        ));
+    }
+    let parent_ns = if reg.parent.namespaced {
+        parent
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+    } else {
+        None
+    };
+    let mut seen = HashMap::new();
+    for (i, child) in outcome.children.iter().enumerate() {
+        describe_child(child).map_err(|e| format!("child #{i}: {e}"))?;
+        let gvk = gvk_of(child);
+        let name = str_at(child, "/metadata/name").unwrap_or_default();
+        let own_ns = str_at(child, "/metadata/namespace");
+        let namespaced = scope(&gvk);
+        let ns = match namespaced {
+            Some(false) => own_ns,
+            _ => own_ns.or(parent_ns),
+        };
+        let desc = describe(&gvk.kind, ns, name);
+        let fail = |why: String| Err(format!("child #{i} ({desc}): {why}"));
+        if !reg.owns.iter().any(|o| o.same_kind(&gvk)) {
+            return fail(format!(
+                "kind {gvk} is not owned by plugin {plugin}; it owns {}",
+                list(&reg.owns)
+            ));
+        }
+        match (namespaced, parent_ns) {
+            (Some(false), Some(_)) => {
+                return fail(format!(
+                    "kind {gvk} is cluster-scoped and cannot be owned by a namespaced parent"
+                ));
+            }
+            (Some(true), None) if own_ns.is_none() => {
+                return fail(format!(
+                    "kind {gvk} is namespaced: a child of a cluster-scoped parent needs metadata.namespace"
+                ));
+            }
+            _ => {}
+        }
+        if let (Some(own), Some(pns)) = (own_ns, parent_ns)
+            && own != pns
+        {
+            return fail(format!(
+                "namespace {own} is not the parent's namespace {pns}; children live in their parent's namespace"
+            ));
+        }
+        let key = (
+            gvk.group.clone(),
+            gvk.kind.clone(),
+            ns.map(str::to_string),
+            name.to_string(),
+        );
+        if let Some(first) = seen.insert(key, i) {
+            return fail(format!("duplicate of child #{first}"));
+        }
+    }
+    for (i, p) in outcome.patches.iter().enumerate() {
+        let t = &p.target;
+        let gvk = Gvk::from_api_version(&t.api_version, &t.kind);
+        let desc = describe(&t.kind, t.namespace.as_deref(), &t.name);
+        let fail = |why: String| Err(format!("patch #{i} ({desc}): {why}"));
+        if t.name.is_empty() {
+            return fail("the target has no name".into());
+        }
+        let grants = &reg.capabilities.patches;
+        if !grants.iter().any(|g| g.same_kind(&gvk)) {
+            return fail(format!(
+                "plugin {plugin} has no patches grant on kind {gvk}; it may patch {}",
+                list(grants)
+            ));
+        }
+        match p.patch_type {
+            PatchType::Json => {
+                if let Err(e) = json_patch(&p.body) {
+                    return fail(format!("the body is not a JSON patch: {e:#}"));
+                }
+            }
+            PatchType::Merge | PatchType::Apply if !p.body.is_object() => {
+                return fail("the body must be a JSON object".into());
+            }
+            _ => {}
+        }
+    }
+    if let Some(status) = &outcome.status
+        && !status.is_object()
+    {
+        return Err("status must be a JSON object".into());
+    }
+    Ok(())
+}
+
+/// An RFC 6902 JSON patch body as kube's [`Patch::Json`].
+pub fn json_patch(body: &Value) -> anyhow::Result<Patch<Value>> {
+    Ok(Patch::Json(serde_json::from_value(body.clone())?))
+}
+
+/// The kind of an object from its `apiVersion` and `kind`.
+pub fn gvk_of(obj: &Value) -> Gvk {
+    Gvk::from_api_version(
+        str_at(obj, "/apiVersion").unwrap_or_default(),
+        str_at(obj, "/kind").unwrap_or_default(),
+    )
+}
+
+pub(crate) fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+    obj.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// `Kind namespace/name`, or `Kind name` without a namespace.
+pub fn describe(kind: &str, ns: Option<&str>, name: &str) -> String {
+    match ns {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+fn list(kinds: &[Gvk]) -> String {
+    if kinds.is_empty() {
+        return "none".into();
+    }
+    kinds
+        .iter()
+        .map(Gvk::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::contract::ParentKind;
+    use crate::contract::bindings::operon::reconciler::types::Capabilities;
+    use crate::contract::outcome::{DecodedPatch, Target};
+
+    fn gvk(g: &str, v: &str, k: &str) -> Gvk {
+        Gvk {
+            group: g.into(),
+            version: v.into(),
+            kind: k.into(),
+        }
+    }
+
+    pub(crate) fn registration(namespaced: bool) -> Registration {
+        Registration {
+            name: "memcached".into(),
+            version: "0.1.0".into(),
+            parent: ParentKind {
+                kind: gvk("cache.operon.dev", "v1", "Memcached"),
+                namespaced,
+            },
+            owns: vec![
+                gvk("apps", "v1", "Deployment"),
+                gvk("", "v1", "Service"),
+                gvk("", "v1", "Namespace"),
+            ],
+            related: vec![],
+            finalizer: false,
+            crds: vec![],
+            capabilities: Capabilities {
+                reads: vec![],
+                patches: vec![gvk("db.operon.dev", "v1", "PostgresCluster")],
+                secrets: false,
+            },
+        }
+    }
+
+    fn child(api: &str, kind: &str, ns: Option<&str>, name: &str) -> Value {
+        let mut c = json!({"apiVersion": api, "kind": kind, "metadata": {"name": name}});
+        if let Some(ns) = ns {
+            c["metadata"]["namespace"] = json!(ns);
+        }
+        c
+    }
+
+    fn outcome(children: Vec<Value>) -> Outcome {
+        Outcome {
+            children,
+            status: None,
+            events: vec![],
+            requeue_after_ms: None,
+            finalized: false,
+            patches: vec![],
+        }
+    }
+
+    fn scope(g: &Gvk) -> Option<bool> {
+        Some(g.kind != "Namespace")
+    }
+
+    fn run(out: &Outcome, namespaced: bool) -> Result<(), String> {
+        let parent = if namespaced {
+            json!({"metadata": {"name": "m", "namespace": "demo"}})
+        } else {
+            json!({"metadata": {"name": "m"}})
+        };
+        check(out, &registration(namespaced), &parent, 3, &scope)
+    }
+
+    #[test]
+    fn accepts_owned_children_in_the_parents_namespace() {
+        let out = outcome(vec![
+            child("apps/v1", "Deployment", None, "a"),
+            child("v1", "Service", Some("demo"), "a"),
+        ]);
+        run(&out, true).unwrap();
+    }
+
+    #[test]
+    fn refuses_kinds_not_owned() {
+        let out = outcome(vec![
+            child("v1", "Service", None, "a"),
+            child("v1", "ConfigMap", None, "x"),
+        ]);
+        assert_eq!(
+            run(&out, true).unwrap_err(),
+            "child #1 (ConfigMap demo/x): kind v1/ConfigMap is not owned by plugin memcached; \
+             it owns apps/v1/Deployment, v1/Service, v1/Namespace"
+        );
+    }
+
+    #[test]
+    fn refuses_missing_names_other_namespaces_and_duplicates() {
+        let mut nameless = child("v1", "Service", None, "a");
+        nameless["metadata"].as_object_mut().unwrap().remove("name");
+        let err = run(&outcome(vec![nameless]), true).unwrap_err();
+        assert_eq!(err, "child #0: Service has no metadata.name");
+
+        let out = outcome(vec![child("v1", "Service", Some("other"), "a")]);
+        let err = run(&out, true).unwrap_err();
+        assert!(
+            err.starts_with(
+                "child #0 (Service other/a): namespace other is not the parent's namespace demo"
+            ),
+            "{err}"
+        );
+
+        let out = outcome(vec![
+            child("v1", "Service", None, "a"),
+            child("v1", "Service", Some("demo"), "a"),
+        ]);
+        assert_eq!(
+            run(&out, true).unwrap_err(),
+            "child #1 (Service demo/a): duplicate of child #0"
+        );
+        // Same name, other kind: fine.
+        let out = outcome(vec![
+            child("v1", "Service", None, "a"),
+            child("apps/v1", "Deployment", None, "a"),
+        ]);
+        run(&out, true).unwrap();
+    }
+
+    #[test]
+    fn checks_scopes() {
+        let out = outcome(vec![child("v1", "Namespace", None, "ns1")]);
+        let err = run(&out, true).unwrap_err();
+        assert!(
+            err.contains(
+                "kind v1/Namespace is cluster-scoped and cannot be owned by a namespaced parent"
+            ),
+            "{err}"
+        );
+        run(&out, false).unwrap();
+
+        let out = outcome(vec![child("v1", "Service", None, "a")]);
+        let err = run(&out, false).unwrap_err();
+        assert_eq!(
+            err,
+            "child #0 (Service a): kind v1/Service is namespaced: a child of a cluster-scoped parent needs metadata.namespace"
+        );
+        // A cluster-scoped parent may own namespaced children anywhere.
+        run(
+            &outcome(vec![child("v1", "Service", Some("x"), "a")]),
+            false,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn limits_the_number_of_children() {
+        let out = outcome(
+            (0..4)
+                .map(|i| child("v1", "Service", None, &format!("s{i}")))
+                .collect(),
+        );
+        assert_eq!(
+            run(&out, true).unwrap_err(),
+            "plugin memcached returned 4 children; at most 3 are allowed per parent"
+        );
+    }
+
+    #[test]
+    fn checks_patches_and_status() {
+        let patch = |api: &str, kind: &str, patch_type, body| DecodedPatch {
+            target: Target {
+                api_version: api.into(),
+                kind: kind.into(),
+                namespace: Some("demo".into()),
+                name: "pg".into(),
+            },
+            subresource: None,
+            patch_type,
+            body,
+        };
+        let mut out = outcome(vec![]);
+        out.patches = vec![
+            patch(
+                "db.operon.dev/v1",
+                "PostgresCluster",
+                PatchType::Merge,
+                json!({"spec": {}}),
+            ),
+            patch(
+                "db.operon.dev/v1",
+                "PostgresCluster",
+                PatchType::Json,
+                json!([{"op": "replace", "path": "/spec/instances", "value": 2}]),
+            ),
+        ];
+        run(&out, true).unwrap();
+        out.patches
+            .push(patch("apps/v1", "Deployment", PatchType::Merge, json!({})));
+        assert_eq!(
+            run(&out, true).unwrap_err(),
+            "patch #2 (Deployment demo/pg): plugin memcached has no patches grant on kind apps/v1/Deployment; \
+             it may patch db.operon.dev/v1/PostgresCluster"
+        );
+        out.patches[2] = patch(
+            "db.operon.dev/v1",
+            "PostgresCluster",
+            PatchType::Json,
+            json!({"op": "add"}),
+        );
+        assert!(
+            run(&out, true)
+                .unwrap_err()
+                .starts_with("patch #2 (PostgresCluster demo/pg): the body is not a JSON patch")
+        );
+        out.patches.truncate(2);
+        out.status = Some(json!([1]));
+        assert_eq!(run(&out, true).unwrap_err(), "status must be a JSON object");
+    }
+}

@@ -1,0 +1,79 @@
+//! `operon run`: the controller host against a cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{ExitCode, Failure};
+use crate::engine::Engine;
+use crate::runtime::{self, Options, RunOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory of plugin components (*.wasm).
+    #[arg(long, value_name = "DIR")]
+    pub plugins: PathBuf,
+    /// Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, or in-cluster].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch and reconcile only this namespace.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Address of /metrics.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Address of /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9091")]
+    pub health_addr: SocketAddr,
+    /// Reconciles at once across all plugins.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
+    /// Reconciles at once per plugin.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub workers: usize,
+    /// Do not install the CRDs plugins ship (a cluster admin did).
+    #[arg(long)]
+    pub skip_crds: bool,
+    /// First retry delay after a failure, in milliseconds (doubles each
+    /// time, with jitter).
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub backoff_base_ms: u64,
+    /// Longest retry delay, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    pub backoff_max_s: u64,
+    /// Seconds in-flight reconciles get to finish on SIGTERM.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub grace_s: u64,
+}
+
+pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
+    let options = RunOptions {
+        plugins_dir: args.plugins.clone(),
+        kubeconfig: args.kubeconfig.clone(),
+        namespace: args.namespace.clone(),
+        metrics_addr: args.metrics_addr,
+        health_addr: args.health_addr,
+        concurrency: args.concurrency,
+        install_crds: !args.skip_crds,
+        controller: Options {
+            workers: args.workers,
+            backoff: runtime::Backoff {
+                base: Duration::from_millis(args.backoff_base_ms),
+                max: Duration::from_secs(args.backoff_max_s),
+            },
+            ..Options::default()
+        },
+        grace: Duration::from_secs(args.grace_s),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                ExitCode::Failure,
+                format!("starting the async runtime: {e}"),
+            )
+        })?;
+    rt.block_on(runtime::run(engine, options))
+        .map_err(Failure::from)
+}

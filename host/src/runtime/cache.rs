@@ -1,0 +1,260 @@
+//! Shared watch caches: one watch and one in-memory store per kind, however
+//! many plugins use it, opened and closed as plugins come and go.
+//!
+//! Plugins' `cluster.get/list` are served from these stores (never a live
+//! request per call), and every change is broadcast to the controllers
+//! subscribed to the kind, which map it to the parents it concerns.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use kube::api::DynamicObject;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use super::queue::Priority;
+use crate::contract::Gvk;
+use crate::contract::cluster::{ClusterReader, ReadError};
+use crate::contract::selector::Selector;
+use crate::kinds::{Kinds, Resolved};
+use crate::server::Metrics;
+
+/// A change seen on a watched kind.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Added or modified; `Low` priority when it came from an initial list.
+    Applied(Arc<DynamicObject>, Priority),
+    Deleted(Arc<DynamicObject>),
+}
+
+/// One kind's watch and store.
+pub struct KindWatch {
+    pub kind: Resolved,
+    store: Store<DynamicObject>,
+    changes: broadcast::Sender<Change>,
+    synced: watch::Receiver<bool>,
+    users: AtomicUsize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KindWatch {
+    /// Subscribes to changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Waits until the initial list has been stored.
+    pub async fn wait_synced(&self) {
+        let mut synced = self.synced.clone();
+        let _ = synced.wait_for(|s| *s).await;
+    }
+
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Every cached object.
+    pub fn all(&self) -> Vec<Arc<DynamicObject>> {
+        self.store.state()
+    }
+
+    /// One cached object.
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
+        let mut r = ObjectRef::<DynamicObject>::new_with(name, self.kind.resource.clone());
+        if self.kind.namespaced {
+            r = r.within(namespace.unwrap_or_default());
+        }
+        self.store.get(&r)
+    }
+
+    /// The object as JSON text with apiVersion and kind filled in (list
+    /// responses leave them out of items).
+    pub fn to_json(&self, object: &DynamicObject) -> Value {
+        let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+        if let Some(map) = value.as_object_mut() {
+            map.entry("apiVersion")
+                .or_insert_with(|| Value::String(self.kind.resource.api_version.clone()));
+            map.entry("kind")
+                .or_insert_with(|| Value::String(self.kind.resource.kind.clone()));
+        }
+        value
+    }
+}
+
+type KindKey = (String, String);
+
+fn key_of(gvk: &Gvk) -> KindKey {
+    (gvk.group.clone(), gvk.kind.clone())
+}
+
+/// All watches of the host.
+pub struct Caches {
+    kinds: Arc<Kinds>,
+    namespace: Option<String>,
+    watches: Mutex<HashMap<KindKey, Arc<KindWatch>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Caches {
+    /// Watches are limited to `namespace` when given (namespaced kinds).
+    pub fn new(kinds: Arc<Kinds>, namespace: Option<String>, metrics: Arc<Metrics>) -> Caches {
+        Caches {
+            kinds,
+            namespace,
+            watches: Mutex::default(),
+            metrics,
+        }
+    }
+
+    pub fn kinds(&self) -> &Arc<Kinds> {
+        &self.kinds
+    }
+
+    /// The watch of a kind, opened on first use and shared after.
+    pub async fn acquire(&self, gvk: &Gvk) -> anyhow::Result<Arc<KindWatch>> {
+        let key = key_of(gvk);
+        if let Some(w) = self.lock().get(&key) {
+            w.users.fetch_add(1, Ordering::SeqCst);
+            return Ok(w.clone());
+        }
+        let kind = self.kinds.resolve(gvk).await?;
+        let mut watches = self.lock();
+        // Another acquire may have opened it while we resolved.
+        if let Some(w) = watches.get(&key) {
+            w.users.fetch_add(1, Ordering::SeqCst);
+            return Ok(w.clone());
+        }
+        let w = Arc::new(self.open(kind));
+        watches.insert(key, w.clone());
+        self.metrics.watches(&gvk.to_string(), 1);
+        Ok(w)
+    }
+
+    /// Gives up one use of a kind's watch; the last user closes it.
+    pub fn release(&self, gvk: &Gvk) {
+        let mut watches = self.lock();
+        let key = key_of(gvk);
+        let last = watches
+            .get(&key)
+            .is_some_and(|w| w.users.fetch_sub(1, Ordering::SeqCst) == 1);
+        if last && let Some(w) = watches.remove(&key) {
+            w.task.abort();
+            self.metrics.watches(&gvk.to_string(), 0);
+        }
+    }
+
+    /// A watch already open, for reads.
+    pub fn get(&self, group: &str, kind: &str) -> Option<Arc<KindWatch>> {
+        self.lock()
+            .get(&(group.to_string(), kind.to_string()))
+            .cloned()
+    }
+
+    /// How many watches are open (shared ones count once).
+    pub fn open_watches(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KindKey, Arc<KindWatch>>> {
+        self.watches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn open(&self, kind: Resolved) -> KindWatch {
+        let api = self.kinds.api(&kind, self.namespace.as_deref());
+        let mut writer = reflector::store::Writer::<DynamicObject>::new(kind.resource.clone());
+        let store = writer.as_reader();
+        let (changes, _) = broadcast::channel(4096);
+        let (synced_tx, synced) = watch::channel(false);
+        let sender = changes.clone();
+        let metrics = self.metrics.clone();
+        let label = kind.gvk.to_string();
+        let task = tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            while let Some(event) = stream.next().await {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(kind = %label, error = %e, "watch failed; retrying with backoff");
+                        continue;
+                    }
+                };
+                writer.apply_watcher_event(&event);
+                metrics.watch_events_total(&label);
+                let change = match event {
+                    watcher::Event::Apply(o) => Change::Applied(Arc::new(o), Priority::High),
+                    watcher::Event::InitApply(o) => Change::Applied(Arc::new(o), Priority::Low),
+                    watcher::Event::Delete(o) => Change::Deleted(Arc::new(o)),
+                    watcher::Event::InitDone => {
+                        let _ = synced_tx.send(true);
+                        continue;
+                    }
+                    watcher::Event::Init => continue,
+                };
+                // No subscriber yet is fine: they list the store on start.
+                let _ = sender.send(change);
+            }
+        });
+        KindWatch {
+            kind,
+            store,
+            changes,
+            synced,
+            users: AtomicUsize::new(1),
+            task,
+        }
+    }
+}
+
+/// `cluster.get/list` for plugins, from the shared caches.
+pub struct CacheReader {
+    pub caches: Arc<Caches>,
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(g, _)| g)
+}
+
+impl ClusterReader for CacheReader {
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, ReadError> {
+        let w = self
+            .caches
+            .get(group_of(api_version), kind)
+            .ok_or_else(|| {
+                ReadError::UnknownKind(format!("{api_version}/{kind} is not watched"))
+            })?;
+        Ok(w.get(namespace, name).map(|o| w.to_json(&o)))
+    }
+
+    fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Result<Vec<Value>, ReadError> {
+        let w = self
+            .caches
+            .get(group_of(api_version), kind)
+            .ok_or_else(|| {
+                ReadError::UnknownKind(format!("{api_version}/{kind} is not watched"))
+            })?;
+        Ok(w.all()
+            .iter()
+            .filter(|o| namespace.is_none_or(|ns| o.metadata.namespace.as_deref() == Some(ns)))
+            .map(|o| w.to_json(o))
+            .filter(|v| selector.matches_object(v))
+            .collect())
+    }
+}

@@ -1,0 +1,563 @@
+//! One controller per plugin: routes changes of its kinds to parent keys,
+//! and runs workers that reconcile a key in the plugin's sandbox and apply
+//! the answer.
+//!
+//! Data flows one way: change → queue → reconcile (engine, on a blocking
+//! thread: Wasm is CPU work) → apply. Failures set `Synced=False` with the
+//! reason, record a Warning event, and either back off (retryable errors,
+//! traps, API errors) or wait for the parent to change (permanent errors,
+//! invalid output).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kube::api::DynamicObject;
+use serde_json::Value;
+use tokio::sync::{Semaphore, broadcast};
+
+use super::cache::{CacheReader, Caches, Change, KindWatch};
+use super::queue::{Backoff, Priority, WorkQueue};
+use crate::apply::status::{self, Synced};
+use crate::apply::{self, ApplyError, events, finalizer};
+use crate::contract::{Gvk, PluginError, RelatedMapping, Request};
+use crate::plugin::{CallContext, CallError, Plugin};
+use crate::server::Metrics;
+
+/// Settings of a controller.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Reconciles of this plugin at once.
+    pub workers: usize,
+    /// Most children one response may hold.
+    pub max_children: usize,
+    pub backoff: Backoff,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: 4,
+            max_children: 1000,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// The controller of one plugin.
+pub struct Controller {
+    plugin: Arc<Plugin>,
+    parent: Arc<KindWatch>,
+    owned: Vec<Arc<KindWatch>>,
+    /// Every kind acquired (to release on stop).
+    acquired: Vec<Gvk>,
+    caches: Arc<Caches>,
+    queue: WorkQueue,
+    metrics: Arc<Metrics>,
+    global: Arc<Semaphore>,
+    options: Options,
+    config: Vec<(String, String)>,
+    /// Keys that failed permanently, with the parent generation then: not
+    /// retried until the generation changes.
+    permanent: Mutex<HashMap<String, Option<i64>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// `namespace/name` (empty namespace for cluster-scoped parents).
+fn key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+fn split(key: &str) -> (Option<&str>, &str) {
+    match key.split_once('/') {
+        Some(("", name)) => (None, name),
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, key),
+    }
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(g, _)| g)
+}
+
+impl Controller {
+    /// Opens (or shares) the watches the plugin needs and starts routing
+    /// their changes; workers start with [`Controller::run`].
+    pub async fn start(
+        plugin: Arc<Plugin>,
+        caches: Arc<Caches>,
+        metrics: Arc<Metrics>,
+        global: Arc<Semaphore>,
+        options: Options,
+        config: Vec<(String, String)>,
+    ) -> anyhow::Result<Arc<Controller>> {
+        let reg = plugin.registration().clone();
+        let mut acquired = Vec::new();
+        let parent = caches.acquire(&reg.parent.kind).await?;
+        acquired.push(reg.parent.kind.clone());
+        let mut owned = Vec::new();
+        for gvk in &reg.owns {
+            owned.push(caches.acquire(gvk).await?);
+            acquired.push(gvk.clone());
+        }
+        let mut related = Vec::new();
+        for r in &reg.related {
+            related.push((caches.acquire(&r.kind).await?, r.mapping.clone()));
+            acquired.push(r.kind.clone());
+        }
+        for gvk in &reg.capabilities.reads {
+            if !acquired.iter().any(|a| a.same_kind(gvk)) {
+                caches.acquire(gvk).await?;
+                acquired.push(gvk.clone());
+            }
+        }
+        let controller = Arc::new(Controller {
+            plugin,
+            parent,
+            owned,
+            acquired,
+            caches,
+            queue: WorkQueue::new(options.backoff),
+            metrics,
+            global,
+            options,
+            config,
+            permanent: Mutex::default(),
+            tasks: Mutex::default(),
+        });
+        // Subscribe before listing the store, so no change falls between.
+        let mut tasks = Vec::new();
+        let rx = controller.parent.subscribe();
+        tasks.push(tokio::spawn(controller.clone().route(rx, Route::Parent)));
+        for w in &controller.owned {
+            tasks.push(tokio::spawn(
+                controller.clone().route(w.subscribe(), Route::Owned),
+            ));
+        }
+        for (w, mapping) in related {
+            tasks.push(tokio::spawn(
+                controller
+                    .clone()
+                    .route(w.subscribe(), Route::Related(mapping)),
+            ));
+        }
+        controller
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(tasks);
+        controller.resync(Priority::Low);
+        Ok(controller)
+    }
+
+    pub fn name(&self) -> &str {
+        self.plugin.name()
+    }
+
+    /// Waits until every watch of this controller has its initial list.
+    pub async fn wait_synced(&self) {
+        self.parent.wait_synced().await;
+        for w in &self.owned {
+            w.wait_synced().await;
+        }
+        // The parents listed before the subscription may have been missed.
+        self.resync(Priority::Low);
+    }
+
+    /// Queues every cached parent.
+    fn resync(&self, priority: Priority) {
+        for p in self.parent.all() {
+            self.queue.add(
+                &key(
+                    p.metadata.namespace.as_deref(),
+                    p.metadata.name.as_deref().unwrap_or_default(),
+                ),
+                priority,
+            );
+        }
+    }
+
+    /// Starts the workers.
+    pub fn run(self: &Arc<Self>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..self.options.workers.max(1) {
+            tasks.push(tokio::spawn(self.clone().work()));
+        }
+    }
+
+    /// Stops taking work; returns when in-flight reconciles are done (or
+    /// `grace` has passed). Watches are released (closed if unshared).
+    pub async fn stop(&self, grace: Duration) {
+        self.queue.shutdown();
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        let deadline = Instant::now() + grace;
+        for t in tasks {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, async {
+                // Routing tasks never end on their own.
+                if !t.is_finished() {
+                    t.abort();
+                }
+                let _ = t.await;
+            })
+            .await
+            .is_err()
+            {
+                tracing::warn!(
+                    plugin = self.name(),
+                    "a reconcile did not finish within the grace period"
+                );
+            }
+        }
+        for gvk in &self.acquired {
+            self.caches.release(gvk);
+        }
+    }
+
+    async fn route(self: Arc<Self>, mut rx: broadcast::Receiver<Change>, route: Route) {
+        loop {
+            match rx.recv().await {
+                Ok(change) => {
+                    let (obj, prio) = match &change {
+                        Change::Applied(o, p) => (o, *p),
+                        Change::Deleted(o) => (o, Priority::High),
+                    };
+                    for k in self.keys_for(obj, &route) {
+                        self.queue.add(&k, prio);
+                        self.metrics.workqueue_adds_total(self.name());
+                    }
+                    self.metrics
+                        .workqueue_depth(self.name(), self.queue.depth() as i64);
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        plugin = self.name(),
+                        missed = n,
+                        "fell behind the watch; resyncing"
+                    );
+                    self.resync(Priority::Low);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Which parents a change concerns.
+    fn keys_for(&self, obj: &DynamicObject, route: &Route) -> Vec<String> {
+        let ns = obj.metadata.namespace.as_deref();
+        match route {
+            Route::Parent => vec![key(ns, obj.metadata.name.as_deref().unwrap_or_default())],
+            Route::Owned => {
+                let parent = &self.plugin.registration().parent.kind;
+                obj.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .filter(|o| {
+                        o.controller == Some(true)
+                            && o.kind == parent.kind
+                            && group_of(&o.api_version) == parent.group
+                    })
+                    .map(|o| {
+                        key(
+                            if self.parent.kind.namespaced {
+                                ns
+                            } else {
+                                None
+                            },
+                            &o.name,
+                        )
+                    })
+                    .collect()
+            }
+            Route::Related(mapping) => self.map_related(obj, mapping),
+        }
+    }
+
+    fn map_related(&self, obj: &DynamicObject, mapping: &RelatedMapping) -> Vec<String> {
+        let ns = obj.metadata.namespace.as_deref();
+        let value = serde_json::to_value(obj).unwrap_or(Value::Null);
+        match mapping {
+            RelatedMapping::Label(label) => obj
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(label))
+                .map(|name| vec![key(ns, name)])
+                .unwrap_or_default(),
+            RelatedMapping::Field(path) => {
+                let pointer = format!("/{}", path.replace('.', "/"));
+                value
+                    .pointer(&pointer)
+                    .and_then(Value::as_str)
+                    .map(|name| vec![key(ns, name)])
+                    .unwrap_or_default()
+            }
+            RelatedMapping::Namespace => self
+                .parent
+                .all()
+                .iter()
+                .filter(|p| p.metadata.namespace.as_deref() == ns)
+                .map(|p| key(ns, p.metadata.name.as_deref().unwrap_or_default()))
+                .collect(),
+            RelatedMapping::Custom => {
+                let ctx = self.call_context("map-related");
+                match self.plugin.map(&value.to_string(), &ctx) {
+                    Ok(refs) => refs
+                        .iter()
+                        .map(|r| key(r.namespace.as_deref(), &r.name))
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(plugin = self.name(), error = %e, "map-related failed");
+                        Vec::new()
+                    }
+                }
+            }
+        }
+    }
+
+    fn call_context(&self, subject: &str) -> CallContext {
+        CallContext {
+            cluster: Arc::new(CacheReader {
+                caches: self.caches.clone(),
+            }),
+            subject: subject.to_string(),
+            fixed_time: None,
+        }
+    }
+
+    async fn work(self: Arc<Self>) {
+        while let Some(item) = self.queue.next().await {
+            let Ok(_permit) = self.global.acquire().await else {
+                return;
+            };
+            self.metrics
+                .workqueue_queue_duration(self.name(), item.waited.as_secs_f64());
+            self.metrics
+                .workqueue_depth(self.name(), self.queue.depth() as i64);
+            let start = Instant::now();
+            let result = self.reconcile(&item.key).await;
+            self.metrics
+                .reconcile_time(self.name(), start.elapsed().as_secs_f64());
+            self.metrics.reconcile_total(self.name(), result);
+            self.queue.done(&item.key);
+        }
+    }
+
+    /// Reconciles one key; returns the result label for metrics.
+    async fn reconcile(&self, key: &str) -> &'static str {
+        let (ns, name) = split(key);
+        let Some(parent_obj) = self.parent.get(ns, name) else {
+            // Deleted: its children go with it (ownerReferences).
+            return "success";
+        };
+        let parent = self.parent.to_json(&parent_obj);
+        let reg = self.plugin.registration();
+        let fin = finalizer::name(self.name());
+        let deleting = finalizer::is_deleting(&parent);
+        if deleting && !(reg.finalizer && finalizer::has(&parent, &fin)) {
+            return "success";
+        }
+        if !deleting
+            && reg.finalizer
+            && !finalizer::has(&parent, &fin)
+            && let Err(e) =
+                finalizer::add(self.caches.kinds(), &self.parent.kind, &parent, &fin).await
+        {
+            tracing::warn!(plugin = self.name(), parent = key, error = %format!("{e:#}"), "adding the finalizer failed");
+            self.queue.retry(key);
+            return "error";
+        }
+        let generation = parent_obj.metadata.generation;
+        {
+            let mut permanent = self
+                .permanent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match permanent.get(key) {
+                Some(g) if *g == generation && !deleting => return "success",
+                Some(_) => {
+                    permanent.remove(key);
+                }
+                None => {}
+            }
+        }
+        let uid = parent_obj.metadata.uid.clone().unwrap_or_default();
+        let observed: Vec<Value> = self
+            .owned
+            .iter()
+            .flat_map(|w| {
+                w.all()
+                    .into_iter()
+                    .filter(|o| {
+                        o.metadata
+                            .owner_references
+                            .iter()
+                            .flatten()
+                            .any(|r| r.uid == uid && r.controller == Some(true))
+                    })
+                    .map(|o| w.to_json(&o))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut request = Request::new(
+            parent.to_string(),
+            observed.iter().map(Value::to_string).collect(),
+            self.config.clone(),
+        );
+        request.finalizing = deleting;
+        let plugin = self.plugin.clone();
+        let ctx = self.call_context(key);
+        let called = tokio::task::spawn_blocking(move || plugin.reconcile(&request, &ctx)).await;
+        let (result, stats) = match called {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(plugin = self.name(), parent = key, error = %e, "reconcile task failed");
+                self.queue.retry(key);
+                return "error";
+            }
+        };
+        self.metrics
+            .plugin_reconcile_duration(self.name(), stats.duration.as_secs_f64());
+        self.metrics
+            .plugin_memory_peak(self.name(), stats.memory_peak as u64);
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let (reason, retry) = match &e {
+                    CallError::Plugin(PluginError::Permanent(_)) => ("ReconcileError", false),
+                    CallError::Plugin(PluginError::Retryable(_)) => ("ReconcileError", true),
+                    CallError::Trap { reason, .. } => {
+                        self.metrics.plugin_trap(self.name(), reason.as_str());
+                        ("PluginTrap", true)
+                    }
+                    CallError::InvalidOutput(_) => ("InvalidOutput", false),
+                };
+                return self
+                    .fail(key, &parent, generation, reason, &e.to_string(), retry)
+                    .await;
+            }
+        };
+        let applied = apply::apply_outcome(
+            self.caches.kinds(),
+            self.name(),
+            reg,
+            &parent,
+            &observed,
+            &outcome,
+            self.options.max_children,
+        )
+        .await;
+        if let Err(e) = applied {
+            return match e {
+                ApplyError::Invalid(m) => {
+                    self.fail(key, &parent, generation, "InvalidOutput", &m, false)
+                        .await
+                }
+                ApplyError::Api(e) => {
+                    self.fail(
+                        key,
+                        &parent,
+                        generation,
+                        "ApplyFailed",
+                        &format!("{e:#}"),
+                        true,
+                    )
+                    .await
+                }
+            };
+        }
+        self.patch_status(&parent, outcome.status.as_ref(), Synced::ok())
+            .await;
+        for event in &outcome.events {
+            events::record(self.caches.kinds().client(), &parent, self.name(), event).await;
+        }
+        if deleting
+            && outcome.finalized
+            && let Err(e) =
+                finalizer::remove(self.caches.kinds(), &self.parent.kind, &parent, &fin).await
+        {
+            tracing::warn!(plugin = self.name(), parent = key, error = %format!("{e:#}"), "removing the finalizer failed");
+            self.queue.retry(key);
+            return "error";
+        }
+        self.queue.forget(key);
+        match outcome.requeue_after_ms {
+            Some(ms) => {
+                self.queue.add_after(key, Duration::from_millis(ms));
+                "requeue_after"
+            }
+            None => "success",
+        }
+    }
+
+    /// Reports a failed reconcile on the parent and schedules what follows.
+    async fn fail(
+        &self,
+        key: &str,
+        parent: &Value,
+        generation: Option<i64>,
+        reason: &str,
+        message: &str,
+        retry: bool,
+    ) -> &'static str {
+        tracing::warn!(
+            plugin = self.name(),
+            parent = key,
+            reason,
+            retry,
+            "{message}"
+        );
+        self.patch_status(parent, None, Synced::failed(reason, message))
+            .await;
+        let event = events::host_event(
+            crate::contract::EventType::Warning,
+            "ReconcileError",
+            message,
+        );
+        events::record(self.caches.kinds().client(), parent, self.name(), &event).await;
+        self.metrics.reconcile_errors_total(self.name());
+        if retry {
+            self.metrics.workqueue_retries_total(self.name());
+            self.queue.retry(key);
+        } else {
+            self.permanent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key.to_string(), generation);
+        }
+        "error"
+    }
+
+    async fn patch_status(&self, parent: &Value, plugin_status: Option<&Value>, synced: Synced) {
+        let current = parent.get("status");
+        let generation = parent
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64);
+        let new = status::compute(
+            plugin_status,
+            current,
+            generation,
+            synced,
+            &crate::time::now_utc(),
+        );
+        if !status::changed(&new, current) {
+            return;
+        }
+        if let Err(e) = status::patch(self.caches.kinds(), &self.parent.kind, parent, &new).await {
+            tracing::warn!(plugin = self.name(), error = %format!("{e:#}"), "status patch failed");
+        }
+    }
+
+    /// Failures recorded for a key (tests and debugging).
+    pub fn failures(&self, key: &str) -> u32 {
+        self.queue.failures(key)
+    }
+}
+
+enum Route {
+    Parent,
+    Owned,
+    Related(RelatedMapping),
+}

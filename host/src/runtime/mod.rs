@@ -1,0 +1,184 @@
+//! `operon run`: load the plugins of a directory, install their CRDs, and
+//! run one controller per plugin over shared watch caches until SIGTERM.
+
+mod cache;
+mod controller;
+mod crds;
+mod queue;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+
+pub use cache::{CacheReader, Caches, Change, KindWatch};
+pub use controller::{Controller, Options};
+pub use queue::{Backoff, Item, Priority, WorkQueue};
+
+use crate::engine::{Engine, Limits};
+use crate::kinds::Kinds;
+use crate::plugin::Plugin;
+use crate::server::{self, Health, Metrics};
+
+/// Everything `operon run` needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub plugins_dir: PathBuf,
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (namespaced kinds).
+    pub namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    /// Reconciles at once across all plugins.
+    pub concurrency: usize,
+    pub install_crds: bool,
+    pub controller: Options,
+    /// How long in-flight reconciles may take to finish on shutdown.
+    pub grace: Duration,
+}
+
+/// A Kubernetes client from a kubeconfig file, or the usual defaults
+/// (`KUBECONFIG`, `~/.kube/config`, in-cluster).
+pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding a kubeconfig")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Every component (`*.wasm`) in a directory, loaded and validated. One bad
+/// file fails the start with its name and reason: a host that silently ran
+/// without a plugin would be worse.
+pub fn load_plugins(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<Arc<Plugin>>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the plugin directory {}", dir.display()))?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    paths.sort();
+    let mut plugins: Vec<Arc<Plugin>> = Vec::new();
+    for path in paths {
+        let plugin = Plugin::load_file(engine, &path, Limits::default())
+            .with_context(|| format!("loading {}", path.display()))?;
+        if plugins.iter().any(|p| p.name() == plugin.name()) {
+            anyhow::bail!(
+                "{}: a plugin named {} is already loaded",
+                path.display(),
+                plugin.name()
+            );
+        }
+        tracing::info!(plugin = plugin.name(), version = %plugin.registration().version,
+            parent = %plugin.registration().parent.kind, from_cache = plugin.info().from_cache,
+            "loaded {}", path.display());
+        plugins.push(Arc::new(plugin));
+    }
+    if plugins.is_empty() {
+        anyhow::bail!("no plugin (*.wasm) in {}", dir.display());
+    }
+    Ok(plugins)
+}
+
+/// Runs until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
+    let plugins = load_plugins(&engine, &options.plugins_dir)?;
+    let client = client(options.kubeconfig.as_deref()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (metrics_at, _) = server::start(
+        options.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+        stopped(stop_rx.clone()),
+    )
+    .await?;
+    let (health_at, _) = server::start(
+        options.health_addr,
+        metrics.clone(),
+        health.clone(),
+        stopped(stop_rx.clone()),
+    )
+    .await?;
+    tracing::info!(%metrics_at, %health_at, "serving /metrics, /healthz and /readyz");
+
+    if options.install_crds {
+        for plugin in &plugins {
+            crds::install(&client, plugin.name(), &plugin.registration().crds).await?;
+        }
+    }
+    let kinds = Arc::new(Kinds::new(client.clone()));
+    let caches = Arc::new(Caches::new(
+        kinds,
+        options.namespace.clone(),
+        metrics.clone(),
+    ));
+    let global = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut controllers = Vec::new();
+    for plugin in plugins {
+        metrics.plugin_active_revision(plugin.name(), &plugin.info().digest[..12]);
+        let config = Vec::new();
+        let c = Controller::start(
+            plugin,
+            caches.clone(),
+            metrics.clone(),
+            global.clone(),
+            options.controller.clone(),
+            config,
+        )
+        .await?;
+        c.run();
+        controllers.push(c);
+    }
+    for c in &controllers {
+        c.wait_synced().await;
+    }
+    health.set_ready(true);
+    tracing::info!(
+        controllers = controllers.len(),
+        watches = caches.open_watches(),
+        "caches synced; reconciling"
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new reconciles; waiting for those in flight");
+    health.set_ready(false);
+    for c in &controllers {
+        c.stop(options.grace).await;
+    }
+    let _ = stop_tx.send(true);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The host's own HTTP endpoints: `/healthz` (liveness), `/readyz`
+//! (readiness: caches synced) and `/metrics` (Prometheus text format).
+//!
+//! Both halves are written here instead of using an HTTP framework or the
+//! `prometheus` crate: a probe or a scrape is one tiny GET, the metric
+//! families are fixed, and the host stays small in dependencies (see
+//! [`http`] and [`metrics`]).
+//!
+//! [`start`] serves every endpoint on the address it is given. When metrics
+//! and probes should listen apart (say `--metrics-addr` and
+//! `--health-addr`), call [`start_routes`] twice with [`Routes`] that each
+//! hold only their part; calling [`start`] twice also works, with every
+//! endpoint on both addresses.
+
+pub mod http;
+pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use http::Routes;
+pub use metrics::Metrics;
+
+/// Liveness and readiness, as the probes see them.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    /// Not ready until [`Health::set_ready`] says so.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Live while the process serves at all: a host that cannot answer is
+    /// restarted by the kubelet's failed probe, not by this flag.
+    pub fn is_live(&self) -> bool {
+        true
+    }
+
+    /// Set by the runtime once its caches are synced (and cleared if they
+    /// are lost).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Binds `addr` (port 0 picks one) and serves every endpoint until
+/// `shutdown` completes. Returns the bound address and the server task.
+pub async fn start(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
+    start_routes(addr, Routes::all(metrics, health), shutdown).await
+}
+
+/// Like [`start`], serving only the endpoints `routes` holds.
+pub async fn start_routes(
+    addr: SocketAddr,
+    routes: Routes,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(
+        addr = %bound,
+        metrics = routes.metrics.is_some(),
+        health = routes.health.is_some(),
+        "serving http"
+    );
+    let task = tokio::spawn(http::serve(listener, Arc::new(routes), shutdown));
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    /// Sends `request` raw and returns (status, head, body).
+    async fn send(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(head.contains("\r\nConnection: close"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}", body.len())),
+            "{head}"
+        );
+        (status, head.to_string(), body.to_string())
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        send(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await
+    }
+
+    async fn server() -> (
+        SocketAddr,
+        Arc<Metrics>,
+        Arc<Health>,
+        oneshot::Sender<()>,
+        JoinHandle<anyhow::Result<()>>,
+    ) {
+        let (metrics, health) = (Arc::new(Metrics::new()), Arc::new(Health::new()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let (bound, task) = start(addr, metrics.clone(), health.clone(), shutdown)
+            .await
+            .unwrap();
+        assert_ne!(bound.port(), 0);
+        (bound, metrics, health, stop, task)
+    }
+
+    #[tokio::test]
+    async fn serves_every_route() {
+        let (addr, metrics, health, stop, task) = server().await;
+
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        assert_eq!(get(addr, "/healthz").await.2, "ok");
+
+        let (status, _, body) = get(addr, "/readyz").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (503, "not ready: caches not synced")
+        );
+        health.set_ready(true);
+        assert_eq!(get(addr, "/readyz").await.0, 200);
+        assert_eq!(get(addr, "/readyz?verbose=1").await.2, "ok");
+        health.set_ready(false);
+        assert_eq!(get(addr, "/readyz").await.0, 503);
+
+        metrics.reconcile_total("pg", "success");
+        let (status, head, body) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            head.contains("\r\nContent-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(
+            body.contains(
+                "controller_runtime_reconcile_total{controller=\"pg\",result=\"success\"} 1\n"
+            ),
+            "{body}"
+        );
+
+        assert_eq!(get(addr, "/").await.0, 404);
+        assert_eq!(get(addr, "/metricsx").await.0, 404);
+        let (status, head, _) =
+            send(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+        assert_eq!(status, 405);
+        assert!(head.contains("Allow: GET"), "{head}");
+        assert_eq!(send(addr, b"nonsense\r\n\r\n").await.0, 400);
+        let huge = format!("GET /healthz HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert_eq!(send(addr, huge.as_bytes()).await.0, 431);
+        // A head split across writes still parses.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /heal").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s.write_all(b"thz HTTP/1.1\r\n\r").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s.write_all(b"\n").await.unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        assert!(
+            raw.starts_with("HTTP/1.1 200 OK\r\n") && raw.ends_with("\r\n\r\nok"),
+            "{raw}"
+        );
+
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting() {
+        let (addr, _, _, stop, task) = server().await;
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn health_only_routes_and_two_listeners() {
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new());
+        let any = "127.0.0.1:0".parse().unwrap();
+        let health_routes = Routes {
+            metrics: None,
+            health: Some(health.clone()),
+        };
+        let metrics_routes = Routes {
+            metrics: Some(metrics),
+            health: None,
+        };
+        let (h, h_task) = start_routes(any, health_routes, std::future::pending())
+            .await
+            .unwrap();
+        let (m, m_task) = start_routes(any, metrics_routes, std::future::pending())
+            .await
+            .unwrap();
+        assert_ne!(h, m);
+        assert_eq!(get(h, "/healthz").await.0, 200);
+        assert_eq!(get(h, "/metrics").await.0, 404);
+        assert_eq!(get(m, "/metrics").await.0, 200);
+        assert_eq!(get(m, "/readyz").await.0, 404);
+        // Binding a taken address fails with the address in the message.
+        let err = start_routes(m, Routes::default(), std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains(&m.to_string()), "{err:#}");
+        h_task.abort();
+        m_task.abort();
+    }
+}

@@ -1,0 +1,520 @@
+//! `operon run` against the real control plane (tests/controlplane): the
+//! memcached example reconciled end to end, each test in its own namespace.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use operon_test_support::{TestEnv, wait_until};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `operon run`, stopped with SIGTERM when dropped.
+struct Host {
+    child: Child,
+    metrics: String,
+    health: String,
+    _dir: PathBuf,
+}
+
+impl Host {
+    fn start(env: &TestEnv, packages: &[&str]) -> Host {
+        let dir = common::temp_dir(&format!("plugins-{}", env.namespace));
+        for p in packages {
+            let src = common::component(p);
+            std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
+        }
+        let (m, h) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_operon"))
+            .args(["run", "--plugins"])
+            .arg(&dir)
+            .arg("--kubeconfig")
+            .arg(&env.kubeconfig_path)
+            .args(["--namespace", &env.namespace])
+            .args(["--metrics-addr", &format!("127.0.0.1:{m}")])
+            .args(["--health-addr", &format!("127.0.0.1:{h}")])
+            .args(["--backoff-base-ms", "100"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting operon run");
+        Host {
+            child,
+            metrics: format!("127.0.0.1:{m}"),
+            health: format!("127.0.0.1:{h}"),
+            _dir: dir,
+        }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY-free: kill(2) through the `kill` command keeps the test
+        // free of libc bindings.
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP GET on loopback: (status code, body).
+async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    let code = buf.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+fn memcached_api(env: &TestEnv) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "cache.operon.dev",
+        "v1alpha1",
+        "Memcached",
+    ));
+    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
+}
+
+fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+}
+
+/// The metric's value from Prometheus text, summed over series whose label
+/// set contains `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn memcached_converges_follows_changes_and_recreates_children() {
+    let env = TestEnv::new().await;
+    let mut host = Host::start(&env, &["rust-memcached"]);
+    wait_until("operon /readyz to answer 200", WAIT, || async {
+        Ok(get(&host.health, "/readyz")
+            .await
+            .ok()
+            .filter(|(c, _)| *c == 200))
+    })
+    .await
+    .unwrap();
+
+    let parents = memcached_api(&env);
+    let parent: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
+        "metadata": {"name": "cache", "namespace": env.namespace},
+        "spec": {"size": 2}
+    }))
+    .unwrap();
+    let created = parents
+        .create(&PostParams::default(), &parent)
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+
+    let deployments: Api<Deployment> = env.api();
+    let deployment = wait_until("the Deployment to be created", WAIT, || async {
+        Ok(deployments.get_opt("cache").await?)
+    })
+    .await
+    .unwrap();
+    let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.uid.as_str(), owner.controller),
+        (uid.as_str(), Some(true)),
+        "controller ownerReference"
+    );
+    let labels = deployment.metadata.labels.as_ref().unwrap();
+    assert_eq!(
+        labels.get("operon.dev/plugin").map(String::as_str),
+        Some("memcached")
+    );
+    assert_eq!(
+        labels.get("operon.dev/parent").map(String::as_str),
+        Some("cache")
+    );
+    assert_eq!(deployment.spec.as_ref().unwrap().replicas, Some(2));
+    let services: Api<Service> = env.api();
+    wait_until("the Service to be created", WAIT, || async {
+        Ok(services.get_opt("cache").await?)
+    })
+    .await
+    .unwrap();
+
+    // kwok makes the pods Ready; the status follows.
+    let status = wait_until(
+        "status readyReplicas 2, Ready=True, Synced=True",
+        WAIT,
+        || async {
+            let v = serde_json::to_value(parents.get("cache").await?)?;
+            let ok = v.pointer("/status/readyReplicas") == Some(&json!(2))
+                && condition(&v, "Ready").is_some_and(|c| c["status"] == "True")
+                && condition(&v, "Synced").is_some_and(|c| c["status"] == "True");
+            Ok(ok.then_some(v))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status.pointer("/status/observedGeneration"),
+        status.pointer("/metadata/generation")
+    );
+
+    // A change of spec.size is followed.
+    parents
+        .patch(
+            "cache",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 3}})),
+        )
+        .await
+        .unwrap();
+    wait_until("the Deployment to follow spec.size = 3", WAIT, || async {
+        let d = deployments.get("cache").await?;
+        Ok((d.spec.and_then(|s| s.replicas) == Some(3)).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // A child deleted by hand comes back.
+    let old_uid = deployments
+        .get("cache")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    deployments
+        .delete("cache", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until("the deleted Deployment to be recreated", WAIT, || async {
+        let d = deployments.get_opt("cache").await?;
+        Ok(d.filter(|d| {
+            d.metadata.uid.as_deref() != Some(&old_uid) && d.metadata.deletion_timestamp.is_none()
+        }))
+    })
+    .await
+    .unwrap();
+
+    // The counters moved.
+    let (code, text) = get(&host.metrics, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metric(
+            &text,
+            "controller_runtime_reconcile_total",
+            &["controller=\"memcached\"", "result=\"success\""]
+        ) >= 3.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "operon_watches", &["Memcached"]),
+        1.0,
+        "{text}"
+    );
+
+    // SIGTERM: drain and exit 0.
+    let status = host.terminate();
+    assert!(
+        status.success(),
+        "operon run exits 0 on SIGTERM, got {status}"
+    );
+    env.cleanup().await.unwrap();
+}
+
+fn widget_api(env: &TestEnv) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("test.operon.dev", "v1", "Widget"));
+    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
+}
+
+async fn create_widget(env: &TestEnv, name: &str, spec: Value) {
+    let w: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "test.operon.dev/v1", "kind": "Widget",
+        "metadata": {"name": name, "namespace": env.namespace}, "spec": spec
+    }))
+    .unwrap();
+    widget_api(env)
+        .create(&PostParams::default(), &w)
+        .await
+        .unwrap();
+}
+
+/// The widget's Synced condition once it has the wanted status.
+async fn synced(env: &TestEnv, name: &str, want: &str) -> Value {
+    let api = widget_api(env);
+    wait_until(&format!("widget {name} Synced={want}"), WAIT, || async {
+        let v = serde_json::to_value(api.get(name).await?)?;
+        Ok(condition(&v, "Synced")
+            .filter(|c| c["status"] == want)
+            .cloned())
+    })
+    .await
+    .unwrap()
+}
+
+/// Events recorded about an object, by reason.
+async fn events_about(env: &TestEnv, name: &str, reason: &str) -> usize {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = env.api();
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .count()
+}
+
+#[tokio::test]
+async fn failures_are_reported_retried_or_held_and_invalid_answers_apply_nothing() {
+    let env = TestEnv::new().await;
+    let host = Host::start(&env, &["test-plugin-widgets"]);
+    wait_until("operon /readyz to answer 200", WAIT, || async {
+        Ok(get(&host.health, "/readyz")
+            .await
+            .ok()
+            .filter(|(c, _)| *c == 200))
+    })
+    .await
+    .unwrap();
+
+    create_widget(&env, "perm", json!({"mode": "permanent"})).await;
+    create_widget(&env, "retry", json!({"mode": "retryable"})).await;
+    create_widget(&env, "forbid", json!({"mode": "forbidden"})).await;
+
+    let c = synced(&env, "retry", "False").await;
+    assert_eq!(c["reason"], "ReconcileError");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("database not reachable"),
+        "{c}"
+    );
+    // Retried: every attempt records a Warning event. Wait for several.
+    wait_until("3 attempts of the retryable widget", WAIT, || async {
+        Ok((events_about(&env, "retry", "ReconcileError").await >= 3).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let c = synced(&env, "perm", "False").await;
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.mode permanent is not supported"),
+        "{c}"
+    );
+    // Meanwhile the retryable one was tried again and again; the permanent
+    // one was not retried at all.
+    assert_eq!(
+        events_about(&env, "perm", "ReconcileError").await,
+        1,
+        "a permanent error is not retried"
+    );
+    // Until the parent changes.
+    widget_api(&env)
+        .patch(
+            "perm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"mode": "ok"}})),
+        )
+        .await
+        .unwrap();
+    synced(&env, "perm", "True").await;
+
+    let c = synced(&env, "forbid", "False").await;
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("Secret") && message.contains("not owned"),
+        "names the refused child: {message}"
+    );
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = env.api();
+    assert!(
+        maps.get_opt("forbid").await.unwrap().is_none(),
+        "nothing of a refused answer is applied"
+    );
+    assert!(maps.get_opt("perm").await.unwrap().is_some());
+
+    let (_, text) = get(&host.metrics, "/metrics").await.unwrap();
+    assert!(
+        metric(&text, "workqueue_retries_total", &["widgets"]) >= 2.0,
+        "{text}"
+    );
+    drop(host);
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn pruning_finalizers_and_one_shared_watch_per_kind() {
+    let env = TestEnv::new().await;
+    let host = Host::start(&env, &["rust-memcached", "test-plugin-widgets"]);
+    wait_until("operon /readyz to answer 200", WAIT, || async {
+        Ok(get(&host.health, "/readyz")
+            .await
+            .ok()
+            .filter(|(c, _)| *c == 200))
+    })
+    .await
+    .unwrap();
+    // Both plugins own Deployments: one watch serves both.
+    let (_, text) = get(&host.metrics, "/metrics").await.unwrap();
+    assert_eq!(
+        metric(&text, "operon_watches", &["kind=\"apps/v1/Deployment\""]),
+        1.0,
+        "{text}"
+    );
+
+    create_widget(&env, "w", json!({"extra": true})).await;
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = env.api();
+    wait_until("ConfigMaps w and w-extra", WAIT, || async {
+        Ok(
+            (maps.get_opt("w").await?.is_some() && maps.get_opt("w-extra").await?.is_some())
+                .then_some(()),
+        )
+    })
+    .await
+    .unwrap();
+    let widgets = widget_api(&env);
+    let w = serde_json::to_value(widgets.get("w").await.unwrap()).unwrap();
+    assert_eq!(
+        w.pointer("/metadata/finalizers/0"),
+        Some(&json!("operon.dev/widgets"))
+    );
+
+    widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"extra": false}})),
+        )
+        .await
+        .unwrap();
+    wait_until("w-extra to be pruned", WAIT, || async {
+        Ok(maps.get_opt("w-extra").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        maps.get_opt("w").await.unwrap().is_some(),
+        "a child still desired stays"
+    );
+
+    widgets.delete("w", &DeleteParams::default()).await.unwrap();
+    wait_until(
+        "the widget to be gone after its finalizing call",
+        WAIT,
+        || async { Ok(widgets.get_opt("w").await?.is_none().then_some(())) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        events_about(&env, "w", "Finalized").await,
+        1,
+        "the finalizing call happened once"
+    );
+    drop(host);
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restarted_host_converges_without_duplicates_or_orphans() {
+    let env = TestEnv::new().await;
+    let parents = memcached_api(&env);
+    let deployments: Api<Deployment> = env.api();
+    {
+        let host = Host::start(&env, &["rust-memcached"]);
+        wait_until("operon /readyz to answer 200", WAIT, || async {
+            Ok(get(&host.health, "/readyz")
+                .await
+                .ok()
+                .filter(|(c, _)| *c == 200))
+        })
+        .await
+        .unwrap();
+        for name in ["a", "b"] {
+            let p: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
+                "metadata": {"name": name, "namespace": env.namespace}, "spec": {"size": 1}
+            }))
+            .unwrap();
+            parents.create(&PostParams::default(), &p).await.unwrap();
+        }
+        wait_until("both Deployments", WAIT, || async {
+            Ok((deployments.list(&Default::default()).await?.items.len() == 2).then_some(()))
+        })
+        .await
+        .unwrap();
+        // Dropped: killed without a chance to drain, as a crash would.
+    }
+    // Changed while no host runs.
+    parents
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        )
+        .await
+        .unwrap();
+    let host = Host::start(&env, &["rust-memcached"]);
+    wait_until(
+        "Deployment a to follow the change made while down",
+        WAIT,
+        || async {
+            let d = deployments.get("a").await?;
+            Ok((d.spec.and_then(|s| s.replicas) == Some(2)).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let all = deployments.list(&Default::default()).await.unwrap().items;
+    assert_eq!(all.len(), 2, "no duplicates");
+    for d in &all {
+        let owners = d.metadata.owner_references.as_ref().unwrap();
+        assert_eq!(owners.len(), 1, "exactly one owner, no orphan");
+        assert_eq!(Some(owners[0].name.as_str()), d.metadata.name.as_deref());
+    }
+    drop(host);
+    env.cleanup().await.unwrap();
+}

@@ -251,6 +251,19 @@ async fn memcached_converges_follows_changes_and_recreates_children() {
         "{text}"
     );
 
+    // Deleting the parent garbage-collects its children (ownerReferences).
+    parents
+        .delete("cache", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_until("the children to be garbage-collected", WAIT, || async {
+        Ok((deployments.get_opt("cache").await?.is_none()
+            && services.get_opt("cache").await?.is_none())
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+
     // SIGTERM: drain and exit 0.
     let status = host.terminate();
     assert!(
@@ -290,8 +303,8 @@ async fn synced(env: &TestEnv, name: &str, want: &str) -> Value {
     .unwrap()
 }
 
-/// Events recorded about an object, by reason.
-async fn events_about(env: &TestEnv, name: &str, reason: &str) -> usize {
+/// The notes of the events recorded about an object, by reason.
+async fn event_notes(env: &TestEnv, name: &str, reason: &str) -> Vec<String> {
     use k8s_openapi::api::events::v1::Event;
     let events: Api<Event> = env.api();
     events
@@ -299,10 +312,26 @@ async fn events_about(env: &TestEnv, name: &str, reason: &str) -> usize {
         .await
         .unwrap()
         .items
-        .iter()
+        .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .filter(|e| e.reason.as_deref() == Some(reason))
-        .count()
+        .map(|e| e.note.unwrap_or_default())
+        .collect()
+}
+
+async fn events_about(env: &TestEnv, name: &str, reason: &str) -> usize {
+    event_notes(env, name, reason).await.len()
+}
+
+/// (attempt, planned delay in ms) from a retry note
+/// "... (attempt 3; next try in 412ms)".
+fn attempt_and_delay(note: &str) -> Option<(u32, u64)> {
+    let rest = note.rsplit_once("(attempt ")?.1;
+    let (attempt, rest) = rest.split_once("; next try in ")?;
+    Some((
+        attempt.parse().ok()?,
+        rest.strip_suffix("ms)")?.parse().ok()?,
+    ))
 }
 
 #[tokio::test]
@@ -331,12 +360,32 @@ async fn failures_are_reported_retried_or_held_and_invalid_answers_apply_nothing
             .contains("database not reachable"),
         "{c}"
     );
-    // Retried: every attempt records a Warning event. Wait for several.
-    wait_until("3 attempts of the retryable widget", WAIT, || async {
-        Ok((events_about(&env, "retry", "ReconcileError").await >= 3).then_some(()))
+    // Retried: every attempt records a Warning event saying which attempt
+    // it was and the delay planned before the next. Wait for four.
+    let notes = wait_until("4 attempts of the retryable widget", WAIT, || async {
+        let notes = event_notes(&env, "retry", "ReconcileError").await;
+        Ok((notes.len() >= 4).then_some(notes))
     })
     .await
     .unwrap();
+    let mut attempts: Vec<(u32, u64)> = notes.iter().filter_map(|n| attempt_and_delay(n)).collect();
+    attempts.sort();
+    assert_eq!(
+        attempts.len(),
+        notes.len(),
+        "every retry note names its attempt: {notes:?}"
+    );
+    for (i, pair) in attempts.windows(2).enumerate() {
+        assert_eq!(
+            pair[1].0,
+            pair[0].0 + 1,
+            "attempts follow one another: {attempts:?}"
+        );
+        assert!(
+            pair[1].1 > pair[0].1,
+            "delay {i} grows (exponential backoff): {attempts:?}"
+        );
+    }
 
     let c = synced(&env, "perm", "False").await;
     assert!(

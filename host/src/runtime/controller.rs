@@ -493,6 +493,9 @@ impl Controller {
     }
 
     /// Reports a failed reconcile on the parent and schedules what follows.
+    /// The Warning event says which attempt this was and when the next one
+    /// comes, so the backoff is visible to users (and to tests) without
+    /// reading host logs.
     async fn fail(
         &self,
         key: &str,
@@ -502,31 +505,27 @@ impl Controller {
         message: &str,
         retry: bool,
     ) -> &'static str {
-        tracing::warn!(
-            plugin = self.name(),
-            parent = key,
-            reason,
-            retry,
-            "{message}"
-        );
-        self.patch_status(parent, None, Synced::failed(reason, message))
-            .await;
-        let event = events::host_event(
-            crate::contract::EventType::Warning,
-            "ReconcileError",
-            message,
-        );
-        events::record(self.caches.kinds().client(), parent, self.name(), &event).await;
         self.metrics.reconcile_errors_total(self.name());
-        if retry {
+        let note = if retry {
             self.metrics.workqueue_retries_total(self.name());
-            self.queue.retry(key);
+            let delay = self.queue.retry(key);
+            let attempt = self.queue.failures(key);
+            format!(
+                "{message} (attempt {attempt}; next try in {}ms)",
+                delay.as_millis()
+            )
         } else {
             self.permanent
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(key.to_string(), generation);
-        }
+            format!("{message} (not retried until the parent changes)")
+        };
+        tracing::warn!(plugin = self.name(), parent = key, reason, "{note}");
+        self.patch_status(parent, None, Synced::failed(reason, message))
+            .await;
+        let event = events::host_event(crate::contract::EventType::Warning, "ReconcileError", note);
+        events::record(self.caches.kinds().client(), parent, self.name(), &event).await;
         "error"
     }
 

@@ -15,7 +15,6 @@ use operon_test_support::controlplane::{self as cp, UpOptions};
 pub use operon_test_support::controlplane::ClusterGuard;
 
 /// Environment variable through which tests find the cluster started for them.
-#[allow(dead_code)] // for `cargo xtask test`
 pub const TEST_KUBECONFIG_ENV: &str = "OPERON_TEST_KUBECONFIG";
 
 #[derive(clap::Args)]
@@ -98,9 +97,18 @@ pub fn run(args: Args) -> Result<()> {
 /// panics); if this process is killed, a watchdog stops it. Run the tests with
 /// `OPERON_TEST_KUBECONFIG` set to [`ClusterGuard::kubeconfig`] (see
 /// [`TEST_KUBECONFIG_ENV`]).
-#[allow(dead_code)] // for `cargo xtask test`
 pub fn start_for_tests() -> Result<ClusterGuard> {
-    let mut opts = UpOptions::new(cp::target_dir().join("operon-cluster-tests"));
+    start_private("operon-cluster-tests")
+}
+
+/// Starts a private control plane for `cargo xtask demo`, stopped by the
+/// guard like the test one.
+pub fn start_demo() -> Result<ClusterGuard> {
+    start_private("operon-cluster-demo")
+}
+
+fn start_private(state_dir_name: &str) -> Result<ClusterGuard> {
+    let mut opts = UpOptions::new(cp::target_dir().join(state_dir_name));
     opts.owner_pid = Some(std::process::id());
     ClusterGuard::start(&opts)
 }

@@ -1,37 +1,86 @@
-//! `cargo xtask demo`: build the memcached example and run one reconcile
-//! offline on its fixtures, printing what operon would apply.
+//! `cargo xtask demo`: the memcached example reconciled on a real cluster.
+//!
+//! Starts the local control plane (unless `KUBECONFIG` points at a
+//! cluster), builds the components, runs `operon run` on the memcached
+//! plugin, and drives the example client (`host/examples/demo.rs`), which
+//! shows the children and the status converging. Everything it started is
+//! stopped at the end, also on failure.
 
-use anyhow::Result;
+use std::path::PathBuf;
+use std::process::{Child, Command};
 
-use crate::plugins;
+use anyhow::{Context, Result};
+
+use crate::{cluster, plugins};
+
+/// `operon run`, terminated when dropped.
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
 
 pub fn run() -> Result<()> {
     plugins::build_all()?;
-    let wasm = plugins::wasm_path("rust-memcached");
-    let fixtures = plugins::root().join("examples/rust-memcached/fixtures");
-    eprintln!("\nxtask: operon inspect {}\n", wasm.display());
-    plugins::run(
-        plugins::cargo()
-            .args(["run", "--quiet", "-p", "operon", "--", "inspect"])
-            .arg(&wasm),
-    )?;
+    eprintln!("xtask: building operon and the demo client");
+    plugins::run(plugins::cargo().args([
+        "build",
+        "-p",
+        "operon",
+        "--bin",
+        "operon",
+        "--example",
+        "demo",
+    ]))?;
+
+    let (kubeconfig, _cluster) = match std::env::var_os("KUBECONFIG") {
+        Some(k) => {
+            eprintln!(
+                "xtask: using the cluster of KUBECONFIG={}",
+                k.to_string_lossy()
+            );
+            (PathBuf::from(k), None)
+        }
+        None => {
+            eprintln!(
+                "xtask: starting the local control plane (the first time builds it from Go modules: minutes)"
+            );
+            let guard = cluster::start_demo()?;
+            (guard.kubeconfig().to_path_buf(), Some(guard))
+        }
+    };
+
+    let plugin_dir = plugins::target_dir().join("operon-demo-plugins");
+    std::fs::create_dir_all(&plugin_dir)?;
+    std::fs::copy(
+        plugins::wasm_path("rust-memcached"),
+        plugin_dir.join("rust_memcached.wasm"),
+    )
+    .context("copying the memcached component")?;
+    let bin = plugins::target_dir().join("debug");
     eprintln!(
-        "\nxtask: operon reconcile (parent: Memcached demo/example, size 3; observed: its Deployment with 2 ready)\n"
+        "xtask: operon run --plugins {} (metrics on 127.0.0.1:9090)",
+        plugin_dir.display()
     );
-    plugins::run(
-        plugins::cargo()
-            .args(["run", "--quiet", "-p", "operon", "--", "reconcile"])
-            .arg(&wasm)
-            .arg("--parent")
-            .arg(fixtures.join("parent.yaml"))
-            .arg("--observed")
-            .arg(fixtures.join("observed.yaml")),
-    )?;
-    eprintln!(
-        "\nxtask: that is the full response: the Deployment (replicas = spec.size), the Service,\n\
-         the status with readyReplicas and a Ready condition, and the events.\n\
-         Try your own: cargo run -p operon -- reconcile {} --parent <file> [--observed <file>]",
-        wasm.display()
+    let host = Host(
+        Command::new(bin.join("operon"))
+            .args(["run", "--plugins"])
+            .arg(&plugin_dir)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .spawn()
+            .context("starting operon run")?,
     );
-    Ok(())
+    let result = plugins::run(
+        Command::new(bin.join("examples").join("demo"))
+            .arg(&kubeconfig)
+            .args(["demo", "127.0.0.1:9091"]),
+    );
+    drop(host);
+    result
 }

@@ -1,0 +1,207 @@
+//! The client side of `cargo xtask demo`: with `operon run` already
+//! reconciling the memcached plugin, create the example `Memcached`, show
+//! its children and status converging, scale it, and clean up.
+//!
+//! Run by `cargo xtask demo`, which starts the control plane and the host;
+//! by hand: `cargo run -p operon --example demo -- <kubeconfig> [namespace]
+//! [health-addr]`.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+};
+use serde_json::{Value, json};
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+/// Polls until `check` says done, printing each new observation.
+async fn watch_until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(bool, String)>>,
+{
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let (done, seen) = check().await?;
+        if seen != last {
+            println!("    [{:>5.1}s] {seen}", start.elapsed().as_secs_f64());
+            last = seen;
+        }
+        if done {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(180),
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn describe_status(v: &Value) -> String {
+    let ready = v
+        .pointer("/status/readyReplicas")
+        .cloned()
+        .unwrap_or(json!(0));
+    let size = v.pointer("/spec/size").cloned().unwrap_or(Value::Null);
+    let conds: Vec<String> = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    format!(
+                        "{}={} ({})",
+                        c["type"].as_str().unwrap_or("?"),
+                        c["status"].as_str().unwrap_or("?"),
+                        c["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("readyReplicas {ready}/{size}; {}", conds.join(", "))
+}
+
+/// Whether `/readyz` answers 200.
+async fn readyz(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = "GET /readyz HTTP/1.1\r\nHost: operon\r\nConnection: close\r\n\r\n";
+    if s.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer).await;
+    answer.starts_with("HTTP/1.1 200")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let kubeconfig = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: demo <kubeconfig> <namespace>"))?;
+    let ns = args.next().unwrap_or_else(|| "demo".into());
+    let health = args.next().unwrap_or_else(|| "127.0.0.1:9091".into());
+    step(&format!(
+        "wait for operon to be ready (http://{health}/readyz: CRDs installed, caches synced)"
+    ));
+    watch_until("operon ready", || async {
+        Ok((readyz(&health).await, "waiting".to_string()))
+    })
+    .await?;
+    let client = operon::runtime::client(Some(kubeconfig.as_ref())).await?;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ssa = PatchParams::apply("operon-demo").force();
+    namespaces
+        .patch(
+            &ns,
+            &ssa,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            ),
+        )
+        .await?;
+
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/rust-memcached/fixtures/memcached.yaml"
+    ))?;
+    let mut parent = operon::cli::parse_objects(&manifest)?.remove(0);
+    parent["metadata"]["namespace"] = json!(ns);
+    let name = parent["metadata"]["name"]
+        .as_str()
+        .unwrap_or("example")
+        .to_string();
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "cache.operon.dev",
+        "v1alpha1",
+        "Memcached",
+    ));
+    let parents: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+
+    step(&format!(
+        "apply Memcached {ns}/{name} (spec.size {})",
+        parent["spec"]["size"]
+    ));
+    parents.patch(&name, &ssa, &Patch::Apply(&parent)).await?;
+
+    step(
+        "operon creates the Deployment and the Service (server-side apply, owned by the Memcached)",
+    );
+    watch_until("children", || async {
+        let d = deployments.get_opt(&name).await?;
+        let s = services.get_opt(&name).await?;
+        let seen = format!(
+            "Deployment: {}, Service: {}",
+            d.as_ref().map_or("-".into(), |d| format!(
+                "replicas {}",
+                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+            )),
+            s.as_ref().map_or("-", |_| "present")
+        );
+        Ok((d.is_some() && s.is_some(), seen))
+    })
+    .await?;
+
+    step("kwok runs the pods; the status converges to Ready");
+    watch_until("Ready", || async {
+        let v = serde_json::to_value(parents.get(&name).await?)?;
+        let ready = v
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        Ok((ready, describe_status(&v)))
+    })
+    .await?;
+
+    step("scale to 4: the Deployment follows spec.size");
+    parents
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 4}})),
+        )
+        .await?;
+    watch_until("scaled", || async {
+        let v = serde_json::to_value(parents.get(&name).await?)?;
+        let done = v.pointer("/status/readyReplicas") == Some(&json!(4));
+        Ok((done, describe_status(&v)))
+    })
+    .await?;
+
+    step("to look around yourself: `cargo xtask cluster up` keeps a cluster running, then");
+    println!(
+        "    cargo run -p operon -- run --plugins <dir with rust_memcached.wasm> --kubeconfig <its kubeconfig>"
+    );
+    println!("    export KUBECONFIG={kubeconfig}");
+    println!("    kubectl -n {ns} get memcacheds,deployments,services,pods");
+    println!("    kubectl -n {ns} get memcached {name} -o yaml    # status, conditions");
+    println!("    kubectl -n {ns} get events                       # what operon recorded");
+
+    step("delete the Memcached: its children are garbage-collected");
+    parents.delete(&name, &DeleteParams::background()).await?;
+    watch_until("garbage collection", || async {
+        let left = deployments.get_opt(&name).await?.is_some() as u8
+            + services.get_opt(&name).await?.is_some() as u8;
+        Ok((left == 0, format!("{left} children left")))
+    })
+    .await?;
+    println!("\ndemo complete");
+    Ok(())
+}

@@ -63,6 +63,18 @@ impl Host {
         }
     }
 
+    /// Waits until `/readyz` answers 200 (CRDs installed, caches synced).
+    async fn ready(&self) {
+        wait_until("operon /readyz to answer 200", WAIT, || async {
+            Ok(get(&self.health, "/readyz")
+                .await
+                .ok()
+                .filter(|(c, _)| *c == 200))
+        })
+        .await
+        .unwrap();
+    }
+
     fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY-free: kill(2) through the `kill` command keeps the test
         // free of libc bindings.
@@ -127,14 +139,7 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 async fn memcached_converges_follows_changes_and_recreates_children() {
     let env = TestEnv::new().await;
     let mut host = Host::start(&env, &["rust-memcached"]);
-    wait_until("operon /readyz to answer 200", WAIT, || async {
-        Ok(get(&host.health, "/readyz")
-            .await
-            .ok()
-            .filter(|(c, _)| *c == 200))
-    })
-    .await
-    .unwrap();
+    host.ready().await;
 
     let parents = memcached_api(&env);
     let parent: DynamicObject = serde_json::from_value(json!({
@@ -338,14 +343,7 @@ fn attempt_and_delay(note: &str) -> Option<(u32, u64)> {
 async fn failures_are_reported_retried_or_held_and_invalid_answers_apply_nothing() {
     let env = TestEnv::new().await;
     let host = Host::start(&env, &["test-plugin-widgets"]);
-    wait_until("operon /readyz to answer 200", WAIT, || async {
-        Ok(get(&host.health, "/readyz")
-            .await
-            .ok()
-            .filter(|(c, _)| *c == 200))
-    })
-    .await
-    .unwrap();
+    host.ready().await;
 
     create_widget(&env, "perm", json!({"mode": "permanent"})).await;
     create_widget(&env, "retry", json!({"mode": "retryable"})).await;
@@ -439,14 +437,7 @@ async fn failures_are_reported_retried_or_held_and_invalid_answers_apply_nothing
 async fn pruning_finalizers_and_one_shared_watch_per_kind() {
     let env = TestEnv::new().await;
     let host = Host::start(&env, &["rust-memcached", "test-plugin-widgets"]);
-    wait_until("operon /readyz to answer 200", WAIT, || async {
-        Ok(get(&host.health, "/readyz")
-            .await
-            .ok()
-            .filter(|(c, _)| *c == 200))
-    })
-    .await
-    .unwrap();
+    host.ready().await;
     // Both plugins own Deployments: one watch serves both.
     let (_, text) = get(&host.metrics, "/metrics").await.unwrap();
     assert_eq!(
@@ -514,14 +505,7 @@ async fn a_restarted_host_converges_without_duplicates_or_orphans() {
     let deployments: Api<Deployment> = env.api();
     {
         let host = Host::start(&env, &["rust-memcached"]);
-        wait_until("operon /readyz to answer 200", WAIT, || async {
-            Ok(get(&host.health, "/readyz")
-                .await
-                .ok()
-                .filter(|(c, _)| *c == 200))
-        })
-        .await
-        .unwrap();
+        host.ready().await;
         for name in ["a", "b"] {
             let p: DynamicObject = serde_json::from_value(json!({
                 "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",

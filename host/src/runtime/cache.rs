@@ -220,6 +220,14 @@ fn group_of(api_version: &str) -> &str {
     api_version.split_once('/').map_or("", |(g, _)| g)
 }
 
+impl CacheReader {
+    fn watch_of(&self, api_version: &str, kind: &str) -> Result<Arc<KindWatch>, ReadError> {
+        self.caches
+            .get(group_of(api_version), kind)
+            .ok_or_else(|| ReadError::UnknownKind(format!("{api_version}/{kind} is not watched")))
+    }
+}
+
 impl ClusterReader for CacheReader {
     fn get(
         &self,
@@ -228,12 +236,7 @@ impl ClusterReader for CacheReader {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, ReadError> {
-        let w = self
-            .caches
-            .get(group_of(api_version), kind)
-            .ok_or_else(|| {
-                ReadError::UnknownKind(format!("{api_version}/{kind} is not watched"))
-            })?;
+        let w = self.watch_of(api_version, kind)?;
         Ok(w.get(namespace, name).map(|o| w.to_json(&o)))
     }
 
@@ -244,12 +247,7 @@ impl ClusterReader for CacheReader {
         namespace: Option<&str>,
         selector: &Selector,
     ) -> Result<Vec<Value>, ReadError> {
-        let w = self
-            .caches
-            .get(group_of(api_version), kind)
-            .ok_or_else(|| {
-                ReadError::UnknownKind(format!("{api_version}/{kind} is not watched"))
-            })?;
+        let w = self.watch_of(api_version, kind)?;
         Ok(w.all()
             .iter()
             .filter(|o| namespace.is_none_or(|ns| o.metadata.namespace.as_deref() == Some(ns)))

@@ -36,6 +36,15 @@ struct Host {
 
 impl Host {
     fn start(env: &TestEnv, packages: &[&str]) -> Host {
+        Host::start_with(env, packages, &env.kubeconfig_path, &[])
+    }
+
+    fn start_with(
+        env: &TestEnv,
+        packages: &[&str],
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+    ) -> Host {
         let dir = common::temp_dir(&format!("plugins-{}", env.namespace));
         for p in packages {
             let src = common::component(p);
@@ -46,8 +55,9 @@ impl Host {
             .args(["run", "--plugins"])
             .arg(&dir)
             .arg("--kubeconfig")
-            .arg(&env.kubeconfig_path)
+            .arg(kubeconfig)
             .args(["--namespace", &env.namespace])
+            .args(extra)
             .args(["--metrics-addr", &format!("127.0.0.1:{m}")])
             .args(["--health-addr", &format!("127.0.0.1:{h}")])
             .args(["--backoff-base-ms", "100"])
@@ -548,6 +558,88 @@ async fn a_restarted_host_converges_without_duplicates_or_orphans() {
         assert_eq!(owners.len(), 1, "exactly one owner, no orphan");
         assert_eq!(Some(owners[0].name.as_str()), d.metadata.name.as_deref());
     }
+    drop(host);
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn not_ready_until_the_caches_have_synced() {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let env = TestEnv::new().await;
+    // An admin installs the CRD; the host runs as a user without any role,
+    // so its watches cannot list and its caches cannot sync.
+    let crd: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("examples/rust-memcached/crd.json")).unwrap(),
+    )
+    .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.patch(
+        "memcacheds.cache.operon.dev",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    let user = format!("operon-{}", env.namespace);
+    let admin = std::fs::read_to_string(&env.kubeconfig_path).unwrap();
+    assert!(admin.contains("\n  user:\n"), "kubeconfig layout: {admin}");
+    let restricted = admin.replace("\n  user:\n", &format!("\n  user:\n    as: {user}\n"));
+    let kubeconfig =
+        common::temp_dir(&format!("kubeconfig-{}", env.namespace)).join("restricted.kubeconfig");
+    std::fs::write(&kubeconfig, restricted).unwrap();
+    wait_until("the Memcached kind to be served", WAIT, || async {
+        let established = crds
+            .get("memcacheds.cache.operon.dev")
+            .await?
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        Ok(established.then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let host = Host::start_with(&env, &["rust-memcached"], &kubeconfig, &["--skip-crds"]);
+    wait_until("operon /healthz to answer 200", WAIT, || async {
+        Ok(get(&host.health, "/healthz")
+            .await
+            .ok()
+            .filter(|(c, _)| *c == 200))
+    })
+    .await
+    .unwrap();
+    let (code, body) = get(&host.health, "/readyz").await.unwrap();
+    assert_eq!(code, 503, "not ready while the caches cannot sync: {body}");
+
+    // Grant the reads: the watches recover and the host becomes ready.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "operon-reads"},
+        "rules": [
+            {"apiGroups": ["cache.operon.dev"], "resources": ["memcacheds"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]}
+        ]
+    }))
+    .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "operon-reads"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "operon-reads"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+    }))
+    .unwrap();
+    env.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    env.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    host.ready().await;
     drop(host);
     env.cleanup().await.unwrap();
 }

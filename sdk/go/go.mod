@@ -1,0 +1,3 @@
+module github.com/operon/operon/sdk/go
+
+go 1.24

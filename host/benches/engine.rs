@@ -80,6 +80,7 @@ fn us(d: Duration) -> f64 {
 fn measure(plugin: &Plugin, case: &Case, samples: usize) -> (Duration, Duration) {
     let ctx = CallContext {
         cluster: Arc::new(case.cluster.clone()),
+        namespace: None,
         subject: "bench".into(),
         fixed_time: None,
     };

@@ -51,6 +51,7 @@ fn answer(plugin: &Plugin, case: &Path) -> Value {
     );
     let ctx = CallContext {
         cluster: Arc::new(cluster),
+        namespace: None,
         subject: "conformance".into(),
         fixed_time: Some(operon::time::parse_utc(NOW).unwrap()),
     };

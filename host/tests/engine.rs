@@ -148,6 +148,7 @@ fn one_plugin_serves_concurrent_calls_each_in_its_own_sandbox() {
             std::thread::spawn(move || {
                 let ctx = CallContext {
                     cluster: Arc::new(ObjectSet::new()),
+                    namespace: None,
                     subject: "t".into(),
                     fixed_time: None,
                 };

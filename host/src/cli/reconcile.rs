@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{ExitCode, Failure, Output, input, print};
 use crate::contract::{ObjectSet, Request};
 use crate::engine::{Engine, Limits};
-use crate::plugin::{CallContext, CallError, Plugin};
+use crate::plugin::{CallContext, CallError, GrantsFile, Plugin};
 use crate::time;
 
 #[derive(clap::Args, Debug)]
@@ -45,6 +45,10 @@ pub struct Args {
     /// Memory limit of the call, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub memory_mib: usize,
+    /// The host operator's grants file; without it the plugin is granted
+    /// what it asks for (you are the operator here).
+    #[arg(long, value_name = "FILE")]
+    pub grants: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Yaml)]
     pub output: Output,
@@ -94,7 +98,11 @@ pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
         memory_bytes: args.memory_mib << 20,
         ..Limits::default()
     };
-    let plugin = Plugin::load_file(engine, &args.plugin, limits)
+    let loaded = match &args.grants {
+        Some(file) => Plugin::load_granted(engine, &args.plugin, limits, &GrantsFile::read(file)?),
+        None => Plugin::load_file(engine, &args.plugin, limits),
+    };
+    let plugin = loaded
         .map_err(|e| Failure::new(ExitCode::Failure, format!("{}: {e}", args.plugin.display())))?;
     let mut request = Request::new(
         parent.to_string(),
@@ -104,6 +112,10 @@ pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
     request.finalizing = args.finalizing;
     let ctx = CallContext {
         cluster: Arc::new(cluster),
+        namespace: parent
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         subject: subject(&parent),
         fixed_time,
     };

@@ -31,6 +31,11 @@ pub struct Args {
     /// Reconciles at once per plugin.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub workers: usize,
+    /// The host operator's grants file (kinds, namespaces, limits per
+    /// plugin). Unlisted plugins may own what they declare and read their
+    /// own kinds in their parent's namespace.
+    #[arg(long, value_name = "FILE")]
+    pub grants: Option<PathBuf>,
     /// Do not install the CRDs plugins ship (a cluster admin did).
     #[arg(long)]
     pub skip_crds: bool,
@@ -55,13 +60,16 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
         health_addr: args.health_addr,
         concurrency: args.concurrency,
         install_crds: !args.skip_crds,
+        grants: match &args.grants {
+            Some(path) => crate::plugin::GrantsFile::read(path)?,
+            None => crate::plugin::GrantsFile::default(),
+        },
         controller: Options {
             workers: args.workers,
             backoff: runtime::Backoff {
                 base: Duration::from_millis(args.backoff_base_ms),
                 max: Duration::from_secs(args.backoff_max_s),
             },
-            ..Options::default()
         },
         grace: Duration::from_secs(args.grace_s),
     };

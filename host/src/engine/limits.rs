@@ -21,6 +21,9 @@ pub struct Limits {
     /// Bytes of stdout and of stderr kept per call; the rest is dropped
     /// (and counted).
     pub output_bytes: usize,
+    /// Most children one response may hold; more fails the reconcile
+    /// before anything is applied.
+    pub max_children: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +33,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(2),
             fuel: None,
             output_bytes: 64 << 10,
+            max_children: 1000,
         }
     }
 }

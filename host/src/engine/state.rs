@@ -29,12 +29,15 @@ pub struct StoreState {
     plugin: Arc<str>,
     /// `namespace/name` of the parent being reconciled, for log fields.
     subject: String,
+    /// The parent's namespace, for namespace grants.
+    namespace: Option<String>,
 }
 
 /// The parts of a call's environment that the caller chooses.
 pub struct CallEnv {
     pub plugin: Arc<str>,
     pub subject: String,
+    pub namespace: Option<String>,
     pub cluster: Arc<dyn ClusterReader>,
     pub grant: Arc<ReadGrant>,
     pub memory_bytes: usize,
@@ -69,6 +72,7 @@ impl StoreState {
             grant: env.grant,
             plugin: env.plugin,
             subject: env.subject,
+            namespace: env.namespace,
         }
     }
 
@@ -92,9 +96,14 @@ impl StoreState {
         self.stderr.last_line()
     }
 
-    fn read_allowed(&self, api_version: &str, kind: &str) -> Result<(), ClusterError> {
+    fn read_allowed(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(), ClusterError> {
         self.grant
-            .check(api_version, kind)
+            .check(api_version, kind, namespace, self.namespace.as_deref())
             .map_err(|e| ClusterError::Forbidden(e.to_string()))
     }
 }
@@ -137,7 +146,7 @@ impl cluster::Host for StoreState {
         namespace: Option<String>,
         name: String,
     ) -> Result<Option<String>, ClusterError> {
-        self.read_allowed(&api_version, &kind)?;
+        self.read_allowed(&api_version, &kind, namespace.as_deref())?;
         let found = self
             .cluster
             .get(&api_version, &kind, namespace.as_deref(), &name)
@@ -152,7 +161,7 @@ impl cluster::Host for StoreState {
         namespace: Option<String>,
         label_selector: Option<String>,
     ) -> Result<Vec<String>, ClusterError> {
-        self.read_allowed(&api_version, &kind)?;
+        self.read_allowed(&api_version, &kind, namespace.as_deref())?;
         let selector = match label_selector.as_deref() {
             Some(s) => Selector::parse(s).map_err(ClusterError::Invalid)?,
             None => Selector::everything(),

@@ -19,6 +19,11 @@ pub enum LoadError {
     Describe(CallError),
     #[error("invalid registration: {0}")]
     Registration(String),
+    #[error("plugin {plugin} asks for more than it is granted: {} (grant it in the grants file under plugins.{plugin})", missing.join(", "))]
+    NotGranted {
+        plugin: String,
+        missing: Vec<String>,
+    },
 }
 
 impl LoadError {

@@ -1,29 +1,261 @@
-//! Which kinds a plugin may read through `cluster.get`/`cluster.list`.
+//! What a plugin may touch: the host operator's grants, never the plugin's.
 //!
-//! Default deny: a plugin reads its parent kind, the kinds it owns and the
-//! kinds it requested in `capabilities.reads`; Secrets only when it owns them
-//! or requested `capabilities.secrets`. Anything else is a `forbidden` error
-//! to the plugin, not an empty answer, so a missing grant is never mistaken
-//! for "nothing there".
+//! A grants file (`operon run --grants FILE`) gives, per plugin name, the
+//! kinds it may own (write as children), read, and patch; whether it may
+//! read Secrets; the namespaces it may read in; and its limits. A plugin not
+//! listed gets the default: it may own exactly the kinds it declares, read
+//! its parent and owned kinds only, in its parent's namespace only.
+//!
+//! A plugin whose `describe()` asks for more than it is granted does not
+//! load, and the error lists every missing grant. Reads outside the grant are
+//! a `forbidden` error to the plugin, not an empty answer, so a missing grant
+//! is never mistaken for "nothing there".
+//!
+//! ```yaml
+//! plugins:
+//!   scaling:
+//!     owns: []
+//!     reads: [v1/Pod]
+//!     patches: [postgres.operon.dev/v1alpha1/PostgresCluster]
+//!     secrets: false
+//!     namespaces: parent          # or: all, or a list [team-a, team-b]
+//!     limits: {memoryMib: 64, timeoutMs: 500, maxChildren: 100}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
 
 use crate::contract::{Gvk, Registration};
+use crate::engine::Limits;
 
-/// The kinds one plugin may read.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReadGrant {
-    /// (group, kind) pairs; versions are not part of a grant.
-    kinds: Vec<(String, String)>,
+/// The grants file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsFile {
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Grant>,
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("reads of {kind} ({api_version}) are not granted to this plugin")]
-pub struct NotGranted {
-    pub api_version: String,
-    pub kind: String,
+impl GrantsFile {
+    /// Reads a grants file (YAML or JSON); errors name the file and place.
+    pub fn read(path: &Path) -> anyhow::Result<GrantsFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read grants file {}: {e}", path.display()))?;
+        serde_saphyr::from_str(&text).map_err(|e| {
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            anyhow::anyhow!("grants file {}: {first}", path.display())
+        })
+    }
+
+    /// The grant of a plugin: its entry, or the default for what it declares.
+    pub fn grant_for(&self, reg: &Registration) -> Grant {
+        self.plugins
+            .get(&reg.name)
+            .cloned()
+            .unwrap_or_else(|| Grant::default_for(reg))
+    }
+}
+
+/// Where a plugin may read.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Namespaces {
+    /// `parent` (the tenant mode, the default) or `all`.
+    Word(NamespaceWord),
+    /// Exactly these namespaces (and always the parent's own).
+    List(Vec<String>),
+    #[default]
+    #[serde(skip)]
+    Parent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceWord {
+    Parent,
+    All,
+}
+
+/// Limits a grant may set; unset ones keep the host's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub memory_mib: Option<usize>,
+    pub timeout_ms: Option<u64>,
+    pub fuel: Option<u64>,
+    pub max_children: Option<usize>,
+    pub output_kib: Option<usize>,
+}
+
+/// One plugin's grant. Kinds are written `group/version/Kind` or
+/// `version/Kind` for the core group (`apps/v1/Deployment`, `v1/Service`);
+/// the version does not matter to a grant.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Grant {
+    /// Kinds it may own; `None` in a file means "what it declares".
+    pub owns: Option<Vec<String>>,
+    #[serde(default)]
+    pub reads: Vec<String>,
+    #[serde(default)]
+    pub patches: Vec<String>,
+    #[serde(default)]
+    pub secrets: bool,
+    #[serde(default)]
+    pub namespaces: Namespaces,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+/// (group, kind) of a grant entry.
+fn parse_kind(text: &str) -> (String, String) {
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts.as_slice() {
+        [group, _version, kind] => (group.to_string(), kind.to_string()),
+        [_version, kind] => (String::new(), kind.to_string()),
+        _ => (String::new(), text.to_string()),
+    }
+}
+
+fn key(gvk: &Gvk) -> (String, String) {
+    (gvk.group.clone(), gvk.kind.clone())
 }
 
 fn is_secret(gvk: &Gvk) -> bool {
     gvk.group.is_empty() && gvk.kind == "Secret"
+}
+
+impl Grant {
+    /// The default: own what it declares, read nothing else, parent's
+    /// namespace only.
+    pub fn default_for(reg: &Registration) -> Grant {
+        Grant {
+            owns: Some(reg.owns.iter().map(Gvk::to_string).collect()),
+            ..Grant::default()
+        }
+    }
+
+    /// Exactly what a registration asks for, in every namespace: for
+    /// offline runs (`operon reconcile`) and tests, where the developer is
+    /// the operator.
+    pub fn as_requested(reg: &Registration) -> Grant {
+        Grant {
+            owns: None,
+            reads: reg
+                .capabilities
+                .reads
+                .iter()
+                .chain(reg.related.iter().map(|r| &r.kind))
+                .map(Gvk::to_string)
+                .collect(),
+            patches: reg
+                .capabilities
+                .patches
+                .iter()
+                .map(Gvk::to_string)
+                .collect(),
+            secrets: reg.capabilities.secrets,
+            namespaces: Namespaces::Word(NamespaceWord::All),
+            limits: LimitsSpec::default(),
+        }
+    }
+
+    fn owns_kinds(&self, reg: &Registration) -> Vec<(String, String)> {
+        match &self.owns {
+            Some(list) => list.iter().map(|k| parse_kind(k)).collect(),
+            None => reg.owns.iter().map(key).collect(),
+        }
+    }
+
+    /// Every grant the registration asks for and this grant lacks.
+    pub fn missing(&self, reg: &Registration) -> Vec<String> {
+        let owns = self.owns_kinds(reg);
+        let reads: Vec<_> = self.reads.iter().map(|k| parse_kind(k)).collect();
+        let patches: Vec<_> = self.patches.iter().map(|k| parse_kind(k)).collect();
+        let mut missing = Vec::new();
+        for gvk in &reg.owns {
+            if !owns.contains(&key(gvk)) {
+                missing.push(format!("owns {gvk}"));
+            }
+        }
+        let wanted_reads = reg
+            .capabilities
+            .reads
+            .iter()
+            .chain(reg.related.iter().map(|r| &r.kind));
+        for gvk in wanted_reads {
+            let granted = if is_secret(gvk) {
+                self.secrets
+            } else {
+                reads.contains(&key(gvk)) || owns.contains(&key(gvk))
+            };
+            if !granted {
+                missing.push(format!("reads {gvk}"));
+            }
+        }
+        if reg.capabilities.secrets && !self.secrets {
+            missing.push("secrets".to_string());
+        }
+        for gvk in &reg.capabilities.patches {
+            if !patches.contains(&key(gvk)) {
+                missing.push(format!("patches {gvk}"));
+            }
+        }
+        missing
+    }
+
+    /// The read side of this grant for a registration.
+    pub fn read_grant(&self, reg: &Registration) -> ReadGrant {
+        let mut kinds = vec![key(&reg.parent.kind)];
+        kinds.extend(self.owns_kinds(reg));
+        kinds.extend(
+            self.reads
+                .iter()
+                .map(|k| parse_kind(k))
+                .filter(|(g, k)| !(g.is_empty() && k == "Secret")),
+        );
+        if self.secrets {
+            kinds.push((String::new(), "Secret".into()));
+        }
+        kinds.dedup();
+        ReadGrant {
+            kinds,
+            namespaces: self.namespaces.clone(),
+        }
+    }
+
+    /// The host's limits with this grant's overrides.
+    pub fn limits(&self, base: &Limits) -> Limits {
+        let l = &self.limits;
+        Limits {
+            memory_bytes: l.memory_mib.map_or(base.memory_bytes, |m| m << 20),
+            timeout: l.timeout_ms.map_or(base.timeout, Duration::from_millis),
+            fuel: l.fuel.or(base.fuel),
+            output_bytes: l.output_kib.map_or(base.output_bytes, |k| k << 10),
+            max_children: l.max_children.unwrap_or(base.max_children),
+        }
+    }
+}
+
+/// What one plugin may read, checked on every `cluster.get/list`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadGrant {
+    /// (group, kind) pairs; versions are not part of a grant.
+    kinds: Vec<(String, String)>,
+    namespaces: Namespaces,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotGranted {
+    #[error("reads of {kind} ({api_version}) are not granted to this plugin")]
+    Kind { api_version: String, kind: String },
+    #[error("reads in namespace {0} are not granted to this plugin")]
+    Namespace(String),
+    #[error("reads across all namespaces are not granted to this plugin")]
+    AllNamespaces,
 }
 
 impl ReadGrant {
@@ -32,41 +264,147 @@ impl ReadGrant {
         ReadGrant::default()
     }
 
-    /// What a registration may read when the host operator grants exactly
-    /// what it asks for.
-    pub fn from_registration(reg: &Registration) -> ReadGrant {
-        let mut grant = ReadGrant::none();
-        let requested = reg.capabilities.reads.iter().filter(|g| {
-            // A Secret read needs the separate `secrets` capability.
-            !is_secret(g) || reg.capabilities.secrets
-        });
-        let related = reg.related.iter().map(|r| &r.kind);
-        for gvk in std::iter::once(&reg.parent.kind)
-            .chain(&reg.owns)
-            .chain(related)
-            .chain(requested)
-        {
-            grant.allow(gvk);
-        }
-        grant
-    }
-
-    pub fn allow(&mut self, gvk: &Gvk) {
-        let key = (gvk.group.clone(), gvk.kind.clone());
-        if !self.kinds.contains(&key) {
-            self.kinds.push(key);
-        }
-    }
-
-    pub fn check(&self, api_version: &str, kind: &str) -> Result<(), NotGranted> {
+    /// Whether a read of `kind` in `namespace` (`None`: all namespaces or a
+    /// cluster-scoped kind) is allowed, for a parent in `parent_ns`.
+    pub fn check(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        parent_ns: Option<&str>,
+    ) -> Result<(), NotGranted> {
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
-        if self.kinds.iter().any(|(g, k)| g == group && k == kind) {
-            Ok(())
-        } else {
-            Err(NotGranted {
+        if !self.kinds.iter().any(|(g, k)| g == group && k == kind) {
+            return Err(NotGranted::Kind {
                 api_version: api_version.to_string(),
                 kind: kind.to_string(),
-            })
+            });
         }
+        let allowed = |ns: &str| match &self.namespaces {
+            Namespaces::Word(NamespaceWord::All) => true,
+            Namespaces::Word(NamespaceWord::Parent) | Namespaces::Parent => Some(ns) == parent_ns,
+            Namespaces::List(list) => Some(ns) == parent_ns || list.iter().any(|n| n == ns),
+        };
+        match namespace {
+            Some(ns) if allowed(ns) => Ok(()),
+            Some(ns) => Err(NotGranted::Namespace(ns.to_string())),
+            // A cluster-scoped parent has no namespace to be confined to.
+            None if parent_ns.is_none() => Ok(()),
+            None if matches!(self.namespaces, Namespaces::Word(NamespaceWord::All)) => Ok(()),
+            None => Err(NotGranted::AllNamespaces),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::ParentKind;
+    use crate::contract::bindings::operon::reconciler::types::Capabilities;
+
+    fn gvk(g: &str, v: &str, k: &str) -> Gvk {
+        Gvk {
+            group: g.into(),
+            version: v.into(),
+            kind: k.into(),
+        }
+    }
+
+    fn reg() -> Registration {
+        Registration {
+            name: "scaling".into(),
+            version: "0.1.0".into(),
+            parent: ParentKind {
+                kind: gvk("postgres.operon.dev", "v1alpha1", "PostgresScalingPolicy"),
+                namespaced: true,
+            },
+            owns: vec![gvk("", "v1", "ConfigMap")],
+            related: vec![],
+            finalizer: false,
+            crds: vec![],
+            capabilities: Capabilities {
+                reads: vec![gvk("", "v1", "Pod")],
+                patches: vec![gvk("postgres.operon.dev", "v1alpha1", "PostgresCluster")],
+                secrets: true,
+            },
+        }
+    }
+
+    const FILE: &str = "plugins:\n  scaling:\n    reads: [v1/Pod]\n    patches: [postgres.operon.dev/v1/PostgresCluster]\n    secrets: true\n    namespaces: [shared]\n    limits: {memoryMib: 64, timeoutMs: 500, maxChildren: 10}\n";
+
+    #[test]
+    fn the_default_grant_lists_everything_missing() {
+        let missing = GrantsFile::default().grant_for(&reg()).missing(&reg());
+        assert_eq!(
+            missing,
+            [
+                "reads v1/Pod",
+                "secrets",
+                "patches postgres.operon.dev/v1alpha1/PostgresCluster"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_grants_kinds_namespaces_and_limits() {
+        let file: GrantsFile = serde_saphyr::from_str(FILE).unwrap();
+        let grant = file.grant_for(&reg());
+        assert!(
+            grant.missing(&reg()).is_empty(),
+            "{:?}",
+            grant.missing(&reg())
+        );
+        let limits = grant.limits(&Limits::default());
+        assert_eq!((limits.memory_bytes, limits.max_children), (64 << 20, 10));
+        assert_eq!(limits.timeout, Duration::from_millis(500));
+        let reads = grant.read_grant(&reg());
+        assert!(reads.check("v1", "Pod", Some("team"), Some("team")).is_ok());
+        assert!(
+            reads
+                .check("v1", "Pod", Some("shared"), Some("team"))
+                .is_ok()
+        );
+        assert_eq!(
+            reads.check("v1", "Pod", Some("other"), Some("team")),
+            Err(NotGranted::Namespace("other".into()))
+        );
+        assert_eq!(
+            reads.check("v1", "Pod", None, Some("team")),
+            Err(NotGranted::AllNamespaces)
+        );
+        assert!(
+            reads
+                .check("v1", "Secret", Some("team"), Some("team"))
+                .is_ok()
+        );
+        assert!(matches!(
+            reads.check("apps/v1", "Deployment", Some("team"), Some("team")),
+            Err(NotGranted::Kind { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_saphyr::from_str::<GrantsFile>("plugins:\n  x:\n    read: [v1/Pod]\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("read"), "{err}");
+    }
+
+    #[test]
+    fn the_parent_namespace_word_and_all() {
+        let parent: Grant =
+            serde_saphyr::from_str("namespaces: parent\nreads: [v1/Pod]\n").unwrap();
+        let reads = parent.read_grant(&reg());
+        assert!(
+            reads
+                .check("v1", "Pod", Some("other"), Some("team"))
+                .is_err()
+        );
+        let all: Grant = serde_saphyr::from_str("namespaces: all\nreads: [v1/Pod]\n").unwrap();
+        assert!(
+            all.read_grant(&reg())
+                .check("v1", "Pod", None, Some("team"))
+                .is_ok()
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::Store;
 
 pub use error::{CallError, LoadError};
-pub use grants::{NotGranted, ReadGrant};
+pub use grants::{Grant, GrantsFile, NotGranted, ReadGrant};
 
 use crate::contract::bindings::{Reconciler, ReconcilerPre};
 use crate::contract::cluster::ClusterReader;
@@ -65,6 +65,8 @@ pub struct CallContext {
     pub cluster: Arc<dyn ClusterReader>,
     /// `namespace/name` of the object concerned, for logs.
     pub subject: String,
+    /// The parent's namespace: reads are confined by namespace grants.
+    pub namespace: Option<String>,
     /// A fixed wall clock for reproducible offline output.
     pub fixed_time: Option<SystemTime>,
 }
@@ -75,6 +77,7 @@ impl CallContext {
         CallContext {
             cluster: Arc::new(ObjectSet::new()),
             subject: subject.into(),
+            namespace: None,
             fixed_time: None,
         }
     }
@@ -109,8 +112,35 @@ impl Plugin {
         Plugin::load(engine, &bytes, limits)
     }
 
+    /// As [`Plugin::load_file`], with the host operator's grants: a plugin
+    /// asking for more than its grant does not load, and its reads and
+    /// limits are those of the grant.
+    pub fn load_granted(
+        engine: &Engine,
+        path: &Path,
+        limits: Limits,
+        grants: &GrantsFile,
+    ) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Plugin::load_with(engine, &bytes, limits, Some(grants))
+    }
+
     /// As [`Plugin::load_file`], from bytes.
     pub fn load(engine: &Engine, bytes: &[u8], limits: Limits) -> Result<Plugin, LoadError> {
+        Plugin::load_with(engine, bytes, limits, None)
+    }
+
+    /// Loads with `grants`, or granting what the plugin asks when `None`
+    /// (offline runs, where the developer is the operator).
+    fn load_with(
+        engine: &Engine,
+        bytes: &[u8],
+        limits: Limits,
+        grants: Option<&GrantsFile>,
+    ) -> Result<Plugin, LoadError> {
         error::check_header(bytes)?;
         let compiled = engine
             .compile(bytes)
@@ -144,7 +174,19 @@ impl Plugin {
             sandbox.call(&CallContext::offline("describe"), |r, s| r.call_describe(s));
         let registration = described.map_err(LoadError::Describe)?;
         registration::validate(&registration).map_err(LoadError::Registration)?;
-        sandbox.grant = Arc::new(ReadGrant::from_registration(&registration));
+        let grant = match grants {
+            Some(file) => file.grant_for(&registration),
+            None => Grant::as_requested(&registration),
+        };
+        let missing = grant.missing(&registration);
+        if !missing.is_empty() {
+            return Err(LoadError::NotGranted {
+                plugin: registration.name.clone(),
+                missing,
+            });
+        }
+        sandbox.limits = grant.limits(&sandbox.limits);
+        sandbox.grant = Arc::new(grant.read_grant(&registration));
         sandbox.name = Arc::from(registration.name.as_str());
         Ok(Plugin {
             sandbox,
@@ -202,6 +244,7 @@ impl Sandbox {
         let env = CallEnv {
             plugin: self.name.clone(),
             subject: ctx.subject.clone(),
+            namespace: ctx.namespace.clone(),
             cluster: ctx.cluster.clone(),
             grant: self.grant.clone(),
             memory_bytes: self.limits.memory_bytes,

@@ -29,8 +29,6 @@ use crate::server::Metrics;
 pub struct Options {
     /// Reconciles of this plugin at once.
     pub workers: usize,
-    /// Most children one response may hold.
-    pub max_children: usize,
     pub backoff: Backoff,
 }
 
@@ -38,7 +36,6 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             workers: 4,
-            max_children: 1000,
             backoff: Backoff::default(),
         }
     }
@@ -318,7 +315,12 @@ impl Controller {
     }
 
     fn call_context(&self, subject: &str) -> CallContext {
+        let namespace = match split(subject) {
+            (Some(ns), _) if self.parent.kind.namespaced => Some(ns.to_string()),
+            _ => None,
+        };
         CallContext {
+            namespace,
             cluster: Arc::new(CacheReader {
                 caches: self.caches.clone(),
             }),
@@ -446,7 +448,7 @@ impl Controller {
             &parent,
             &observed,
             &outcome,
-            self.options.max_children,
+            self.plugin.limits().max_children,
         )
         .await;
         if let Err(e) = applied {

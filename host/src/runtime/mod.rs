@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// Reconciles at once across all plugins.
     pub concurrency: usize,
     pub install_crds: bool,
+    /// The host operator's grants (default grants for unlisted plugins).
+    pub grants: crate::plugin::GrantsFile,
     pub controller: Options,
     /// How long in-flight reconciles may take to finish on shutdown.
     pub grace: Duration,
@@ -61,7 +63,11 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
 /// Every component (`*.wasm`) in a directory, loaded and validated. One bad
 /// file fails the start with its name and reason: a host that silently ran
 /// without a plugin would be worse.
-pub fn load_plugins(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<Arc<Plugin>>> {
+pub fn load_plugins(
+    engine: &Engine,
+    dir: &Path,
+    grants: &crate::plugin::GrantsFile,
+) -> anyhow::Result<Vec<Arc<Plugin>>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading the plugin directory {}", dir.display()))?
         .filter_map(|e| Some(e.ok()?.path()))
@@ -70,7 +76,7 @@ pub fn load_plugins(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<Arc<Plugi
     paths.sort();
     let mut plugins: Vec<Arc<Plugin>> = Vec::new();
     for path in paths {
-        let plugin = Plugin::load_file(engine, &path, Limits::default())
+        let plugin = Plugin::load_granted(engine, &path, Limits::default(), grants)
             .with_context(|| format!("loading {}", path.display()))?;
         if plugins.iter().any(|p| p.name() == plugin.name()) {
             anyhow::bail!(
@@ -92,7 +98,7 @@ pub fn load_plugins(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<Arc<Plugi
 
 /// Runs until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
-    let plugins = load_plugins(&engine, &options.plugins_dir)?;
+    let plugins = load_plugins(&engine, &options.plugins_dir, &options.grants)?;
     let client = client(options.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());

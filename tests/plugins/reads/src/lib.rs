@@ -29,10 +29,15 @@ impl Reconciler for Reads {
             Ok(found) => format!("read: {}", found.is_some()),
             Err(e) => e.message().to_string(),
         };
+        let other_namespace = match ctx.get_json("v1", "ConfigMap", Some("prod"), "elsewhere") {
+            Ok(found) => format!("read: {}", found.is_some()),
+            Err(e) => e.message().to_string(),
+        };
         Ok(Response::new().status(json!({
             "configMaps": names,
             "settingsFound": one.is_some(),
             "secret": secret,
+            "otherNamespace": other_namespace,
         })))
     }
 }

@@ -15,6 +15,15 @@ use operon::contract::{ObjectSet, Request};
 use operon::engine::{Engine, EngineConfig, Limits};
 use operon::plugin::{CallContext, Plugin};
 
+/// The memcached example of each language, as built by `cargo xtask build`.
+const LANGUAGES: &[(&str, &str)] = &[
+    ("Rust", "rust_memcached.wasm"),
+    ("JavaScript", "js_memcached.wasm"),
+    ("Python", "python_memcached.wasm"),
+    ("Go", "go_memcached.wasm"),
+    ("C", "c_memcached.wasm"),
+];
+
 struct Case {
     label: &'static str,
     wasm: PathBuf,
@@ -191,6 +200,50 @@ fn main() {
             c.as_secs_f64() * 1e3,
             w.as_secs_f64() * 1e3,
             c.as_secs_f64() / w.as_secs_f64()
+        ));
+    }
+    md.push_str("\n## Languages: the memcached example in each\n\n");
+    md.push_str(
+        "Same cases as the conformance suite's `progressing` fixture. Cold: compile with \
+         Cranelift (no cache). Cached: load from the compile cache. Reconcile: fresh \
+         instance + call + decoding, pooling on.\n\n",
+    );
+    md.push_str("| language | size | cold compile | cached load | reconcile median | reconcile p99 | vs Rust (median) |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    let memcached = &cases[1];
+    let mut rust_median = None;
+    for (lang, file) in LANGUAGES {
+        let wasm = plugin_dir().join(file);
+        let Ok(bytes) = std::fs::read(&wasm) else {
+            md.push_str(&format!("| {lang} | not built | | | | | |\n"));
+            continue;
+        };
+        let dir =
+            std::env::temp_dir().join(format!("operon-bench-lang-{}-{lang}", std::process::id()));
+        let e = engine(true, Some(dir.clone()));
+        let cold = e.compile(&bytes).expect("compile").elapsed;
+        let cached = e.compile(&bytes).expect("load").elapsed;
+        let plugin = Plugin::load_file(&e, &wasm, Limits::default()).expect("load");
+        let case = Case {
+            label: lang,
+            wasm: wasm.clone(),
+            request: memcached.request.clone(),
+            cluster: memcached.cluster.clone(),
+        };
+        let (median, p99) = measure(&plugin, &case, (samples / 10).max(200));
+        let _ = std::fs::remove_dir_all(dir);
+        let base = *rust_median.get_or_insert(median);
+        eprintln!(
+            "{lang}: {} KiB, cold {cold:?}, cached {cached:?}, median {median:?}, p99 {p99:?}",
+            bytes.len() / 1024
+        );
+        md.push_str(&format!(
+            "| {lang} | {:.1} MiB | {:.0} ms | {:.1} ms | {:.1} µs | {:.1} µs | {:.1} |\n",
+            bytes.len() as f64 / (1 << 20) as f64,
+            cold.as_secs_f64() * 1e3,
+            cached.as_secs_f64() * 1e3,
+            us(median),
+            us(p99),
+            us(median) / us(base)
         ));
     }
     md.push_str("\nReproduce: `cargo xtask bench` (quick look: `cargo xtask bench --quick`).\n");

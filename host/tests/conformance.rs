@@ -16,7 +16,13 @@ use operon::plugin::{CallContext, CallError, Plugin};
 use serde_json::{Value, json};
 
 /// The memcached examples, by component package name.
-const EXAMPLES: &[&str] = &["rust-memcached"];
+const EXAMPLES: &[&str] = &[
+    "rust-memcached",
+    "js-memcached",
+    "python-memcached",
+    "go-memcached",
+    "c-memcached",
+];
 
 /// The plugin clock of every case, as in the expected files.
 const NOW: &str = "2026-01-01T00:00:00Z";

@@ -643,3 +643,81 @@ async fn not_ready_until_the_caches_have_synced() {
     drop(host);
     env.cleanup().await.unwrap();
 }
+
+/// The memcached example of another language, driven by `operon run`
+/// exactly as the Rust one: children, status, and a change followed.
+async fn example_converges(package: &str) {
+    let env = TestEnv::new().await;
+    let host = Host::start(&env, &[package]);
+    host.ready().await;
+    let parents = memcached_api(&env);
+    let parent: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
+        "metadata": {"name": "cache", "namespace": env.namespace},
+        "spec": {"size": 2}
+    }))
+    .unwrap();
+    parents
+        .create(&PostParams::default(), &parent)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = env.api();
+    let services: Api<Service> = env.api();
+    wait_until(
+        &format!("{package}: the Deployment and the Service"),
+        WAIT,
+        || async {
+            let d = deployments.get_opt("cache").await?;
+            let s = services.get_opt("cache").await?;
+            Ok(
+                (d.is_some_and(|d| d.spec.and_then(|s| s.replicas) == Some(2)) && s.is_some())
+                    .then_some(()),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    wait_until(
+        &format!("{package}: readyReplicas 2, Ready=True, Synced=True"),
+        WAIT,
+        || async {
+            let v = serde_json::to_value(parents.get("cache").await?)?;
+            let ok = v.pointer("/status/readyReplicas") == Some(&json!(2))
+                && condition(&v, "Ready").is_some_and(|c| c["status"] == "True")
+                && condition(&v, "Synced").is_some_and(|c| c["status"] == "True");
+            Ok(ok.then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    parents
+        .patch(
+            "cache",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 3}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &format!("{package}: the Deployment to follow spec.size = 3"),
+        WAIT,
+        || async {
+            let d = deployments.get("cache").await?;
+            Ok((d.spec.and_then(|s| s.replicas) == Some(3)).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    drop(host);
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_javascript_example_converges_like_the_rust_one() {
+    example_converges("js-memcached").await;
+}
+
+#[tokio::test]
+async fn the_python_example_converges_like_the_rust_one() {
+    example_converges("python-memcached").await;
+}

@@ -6,6 +6,7 @@
 mod bench;
 mod cluster;
 mod demo;
+mod langs;
 mod plugins;
 mod test;
 

@@ -101,7 +101,14 @@ pub fn build_all() -> Result<PathBuf> {
             bail!("{p} built, but {} is missing", file.display());
         }
     }
-    Ok(wasm_dir())
+    // The examples in other languages, each with its pinned toolchain
+    // (installed on first use into a cache outside the clone).
+    let out = wasm_dir();
+    crate::langs::js::build(&root(), &out)?;
+    crate::langs::python::build(&root(), &out)?;
+    crate::langs::go::build(&root(), &out)?;
+    crate::langs::c::build(&root(), &out)?;
+    Ok(out)
 }
 
 /// The component file of a package.

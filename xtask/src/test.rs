@@ -47,5 +47,41 @@ pub fn run(args: Args) -> Result<()> {
         .env(cluster::TEST_KUBECONFIG_ENV, cluster.kubeconfig());
     let result = plugins::run(&mut cmd);
     drop(cluster);
-    result
+    result?;
+    sdk_tests()
+}
+
+/// The SDKs of other languages test their helpers with their own runners.
+fn sdk_tests() -> Result<()> {
+    let root = plugins::root();
+    eprintln!("xtask: node --test sdk/js");
+    plugins::run(
+        std::process::Command::new("node")
+            .args(["--test", "sdk/js"])
+            .current_dir(&root),
+    )?;
+    eprintln!("xtask: python3 -m unittest (sdk/python)");
+    plugins::run(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "unittest",
+                "discover",
+                "-s",
+                "sdk/python/tests",
+                "-t",
+                "sdk/python",
+            ])
+            .current_dir(&root),
+    )?;
+    for dir in ["sdk/go", "examples/go-memcached"] {
+        eprintln!("xtask: go test ./... ({dir})");
+        plugins::run(
+            std::process::Command::new("go")
+                .args(["test", "./..."])
+                .env("GOTOOLCHAIN", "local")
+                .current_dir(root.join(dir)),
+        )?;
+    }
+    Ok(())
 }

@@ -34,8 +34,8 @@ from .conditions import (
 from .errors import ReconcileError, permanent, retryable
 from .request import SYNCED_CONDITION, Request
 from .response import Event, Patch, Response
-from .time import format_rfc3339, now_rfc3339
-from .types import (
+from .clock import format_rfc3339, now_rfc3339
+from .kinds import (
     CONFIG_MAP,
     DEPLOYMENT,
     SECRET,

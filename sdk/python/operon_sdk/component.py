@@ -16,7 +16,7 @@ from wit_world.imports import types as wit
 from .errors import ReconcileError
 from .request import Request
 from .response import Response
-from .types import Gvk, ObjectRef, Registration, RelatedKind
+from .kinds import Gvk, ObjectRef, Registration, RelatedKind
 
 _LEVELS = {
     "trace": wit.LogLevel.TRACE,

@@ -8,7 +8,7 @@ plain dicts (they go straight into the status JSON).
 
 from typing import Any, Callable, Literal, NotRequired, Optional, TypedDict, Union
 
-from .time import now_rfc3339
+from .clock import now_rfc3339
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 

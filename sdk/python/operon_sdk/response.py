@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
 from .errors import permanent
-from .types import ObjectRef
+from .kinds import ObjectRef
 
 EventType = Literal["normal", "warning"]
 PatchType = Literal["merge", "json", "apply"]

@@ -1,0 +1,8 @@
+//! Components written in languages other than Rust: each module builds its
+//! example with a pinned toolchain installed into a cache outside the clone.
+
+pub mod c;
+mod common;
+pub mod go;
+pub mod js;
+pub mod python;

@@ -63,15 +63,7 @@ fn sdk_tests() -> Result<()> {
     eprintln!("xtask: python3 -m unittest (sdk/python)");
     plugins::run(
         std::process::Command::new("python3")
-            .args([
-                "-m",
-                "unittest",
-                "discover",
-                "-s",
-                "sdk/python/tests",
-                "-t",
-                "sdk/python",
-            ])
+            .args(["-m", "unittest", "discover", "-s", "sdk/python/tests"])
             .current_dir(&root),
     )?;
     for dir in ["sdk/go", "examples/go-memcached"] {

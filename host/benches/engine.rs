@@ -121,10 +121,7 @@ fn engine(pooling: bool, cache_dir: Option<PathBuf>) -> Engine {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf();
+    let root = operon_test_support::controlplane::repo_root();
     let quick = std::env::var_os("OPERON_BENCH_QUICK").is_some();
     let samples = if quick { 1_000 } else { 20_000 };
     let mut md = String::new();

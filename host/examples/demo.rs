@@ -113,10 +113,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
 
-    let manifest = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/rust-memcached/fixtures/memcached.yaml"
-    ))?;
+    let manifest = std::fs::read_to_string(
+        operon_test_support::controlplane::repo_root()
+            .join("examples/rust-memcached/fixtures/memcached.yaml"),
+    )?;
     let mut parent = operon::cli::parse_objects(&manifest)?.remove(0);
     parent["metadata"]["namespace"] = json!(ns);
     let name = parent["metadata"]["name"]

@@ -5,7 +5,7 @@
 //! here. Built with the `plugin` profile (size-optimised release) for
 //! `wasm32-wasip2`, whose linker emits components directly.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -15,10 +15,7 @@ pub const TARGET: &str = "wasm32-wasip2";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+    operon_test_support::controlplane::repo_root()
 }
 
 /// Cargo's target directory, honouring `CARGO_TARGET_DIR`.

@@ -50,10 +50,27 @@ fn progress(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "[operon controlplane] {msg}");
 }
 
-/// The repository root (two levels above this crate).
+/// The repository root: the nearest directory holding `wit/reconciler.wit`
+/// above the running package's directory (cargo sets `CARGO_MANIFEST_DIR`
+/// for `cargo run` and `cargo test`) or the current directory. Found at run
+/// time, not compiled in, because a target directory shared by two
+/// checkouts (as CI's cache is) may hand one checkout a binary built in the
+/// other; falls back to two levels above this crate.
 pub fn repo_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    fs::canonicalize(&root).unwrap_or(root)
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::current_dir().ok())
+        .find_map(|start| {
+            start
+                .ancestors()
+                .find(|dir| dir.join("wit/reconciler.wit").is_file())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            fs::canonicalize(&root).unwrap_or(root)
+        })
 }
 
 /// The Go module that builds the control plane (`tests/controlplane`).

@@ -166,6 +166,42 @@ fn main() {
          its own memory. The memcached row is dominated by the guest's own work (parsing the \
          parent and observed JSON, building and serializing the typed children).\n",
     );
+    md.push_str("\n## Engine: what the time limit costs\n\n");
+    md.push_str(
+        "Pooling on. None: no time limit at all (not a mode to run plugins in). Epoch: the \
+         production setting, a deadline checked at loop headers and function entries. \
+         Epoch + fuel: also counting instructions, for deterministic budgets.\n\n",
+    );
+    md.push_str("| plugin | none: median | epoch: median | epoch + fuel: median | epoch / none | epoch + fuel / none |\n|---|---:|---:|---:|---:|---:|\n");
+    for case in &cases {
+        let mut medians = Vec::new();
+        for (epoch, fuel) in [(false, false), (true, false), (true, true)] {
+            let e = Engine::new(EngineConfig {
+                pooling: true,
+                cache_dir: None,
+                epoch,
+                fuel,
+                ..EngineConfig::default()
+            })
+            .expect("engine");
+            let limits = Limits {
+                fuel: fuel.then_some(u64::MAX / 2),
+                ..Limits::default()
+            };
+            let plugin = Plugin::load_file(&e, &case.wasm, limits).expect("load");
+            medians.push(measure(&plugin, case, samples).0);
+        }
+        md.push_str(&format!(
+            "| {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2} | {:.2} |\n",
+            case.label,
+            us(medians[0]),
+            us(medians[1]),
+            us(medians[2]),
+            us(medians[1]) / us(medians[0]),
+            us(medians[2]) / us(medians[0])
+        ));
+    }
+
     md.push_str("\n## Engine: compile versus compile cache\n\n");
     md.push_str(
         "Cold: compile with Cranelift and write the cache (fresh cache directory each time). \

@@ -358,6 +358,8 @@ async fn failures_are_reported_retried_or_held_and_invalid_answers_apply_nothing
     create_widget(&env, "perm", json!({"mode": "permanent"})).await;
     create_widget(&env, "retry", json!({"mode": "retryable"})).await;
     create_widget(&env, "forbid", json!({"mode": "forbidden"})).await;
+    create_widget(&env, "trap", json!({"mode": "panic"})).await;
+    create_widget(&env, "elsewhere", json!({"mode": "elsewhere"})).await;
 
     let c = synced(&env, "retry", "False").await;
     assert_eq!(c["reason"], "ReconcileError");

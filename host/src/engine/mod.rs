@@ -55,6 +55,10 @@ pub struct EngineConfig {
     pub cache_dir: Option<PathBuf>,
     /// Count fuel (instructions) as well as time, for deterministic budgets.
     pub fuel: bool,
+    /// Enforce time limits with epoch interruption. Off only to measure
+    /// what the limit costs (`cargo xtask bench`): a plugin could then run
+    /// forever.
+    pub epoch: bool,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             max_memory_bytes: 1 << 30,
             cache_dir: CompileCache::default_dir(),
             fuel: false,
+            epoch: true,
         }
     }
 }
@@ -87,7 +92,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> anyhow::Result<Engine> {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(config.epoch)
             .consume_fuel(config.fuel)
             .memory_init_cow(true)
             // Bounded stack: deep recursion traps instead of hurting the host.
@@ -125,7 +130,9 @@ impl Engine {
             cache,
             config,
         });
-        start_epoch_clock(Arc::downgrade(&inner));
+        if inner.config.epoch {
+            start_epoch_clock(Arc::downgrade(&inner));
+        }
         Ok(Engine { inner })
     }
 

@@ -4,7 +4,9 @@
 //!   `<name>-extra` while `spec.extra` is true (pruning);
 //! - `retryable` / `permanent`: the plugin's errors;
 //! - `forbidden`: a ConfigMap and a Secret, a kind it does not own (the
-//!   host must refuse the whole answer and apply nothing).
+//!   host must refuse the whole answer and apply nothing);
+//! - `panic`: a trap on every call;
+//! - `elsewhere`: a child in another namespace (refused).
 //!
 //! It asks for a finalizer and answers the finalizing call with an event.
 //! It also owns Deployments, to share that watch with the memcached plugin.
@@ -46,6 +48,8 @@ impl Reconciler for Widgets {
         match spec["mode"].as_str().unwrap_or("ok") {
             "retryable" => Err(Error::retryable("database not reachable")),
             "permanent" => Err(Error::permanent("spec.mode permanent is not supported")),
+            "panic" => panic!("widget {name} cannot be reconciled"),
+            "elsewhere" => Ok(Response::new().child(config_map(&name, Some("kube-system")))),
             "forbidden" => Ok(Response::new()
                 .child(config_map(&name, ns))
                 .child(json!({"apiVersion": "v1", "kind": "Secret",

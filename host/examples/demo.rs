@@ -189,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "    cargo run -p operon -- run --plugins <dir with rust_memcached.wasm> --kubeconfig <its kubeconfig>"
     );
-    println!("    export KUBECONFIG={kubeconfig}");
+    println!("    eval \"$(cargo xtask cluster env)\"");
     println!("    kubectl -n {ns} get memcacheds,deployments,services,pods");
     println!("    kubectl -n {ns} get memcached {name} -o yaml    # status, conditions");
     println!("    kubectl -n {ns} get events                       # what operon recorded");

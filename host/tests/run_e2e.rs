@@ -128,6 +128,20 @@ fn memcached_api(env: &TestEnv) -> Api<DynamicObject> {
     Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
 }
 
+/// Creates a Memcached in the test's namespace; returns it as stored.
+async fn create_memcached(env: &TestEnv, name: &str, size: i32) -> DynamicObject {
+    let parent: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
+        "metadata": {"name": name, "namespace": env.namespace},
+        "spec": {"size": size}
+    }))
+    .unwrap();
+    memcached_api(env)
+        .create(&PostParams::default(), &parent)
+        .await
+        .unwrap()
+}
+
 fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
     obj.pointer("/status/conditions")?
         .as_array()?
@@ -152,16 +166,7 @@ async fn memcached_converges_follows_changes_and_recreates_children() {
     host.ready().await;
 
     let parents = memcached_api(&env);
-    let parent: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
-        "metadata": {"name": "cache", "namespace": env.namespace},
-        "spec": {"size": 2}
-    }))
-    .unwrap();
-    let created = parents
-        .create(&PostParams::default(), &parent)
-        .await
-        .unwrap();
+    let created = create_memcached(&env, "cache", 2).await;
     let uid = created.metadata.uid.clone().unwrap();
 
     let deployments: Api<Deployment> = env.api();
@@ -519,12 +524,7 @@ async fn a_restarted_host_converges_without_duplicates_or_orphans() {
         let host = Host::start(&env, &["rust-memcached"]);
         host.ready().await;
         for name in ["a", "b"] {
-            let p: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
-                "metadata": {"name": name, "namespace": env.namespace}, "spec": {"size": 1}
-            }))
-            .unwrap();
-            parents.create(&PostParams::default(), &p).await.unwrap();
+            create_memcached(&env, name, 1).await;
         }
         wait_until("both Deployments", WAIT, || async {
             Ok((deployments.list(&Default::default()).await?.items.len() == 2).then_some(()))
@@ -653,16 +653,7 @@ async fn example_converges(package: &str) {
     let host = Host::start(&env, &[package]);
     host.ready().await;
     let parents = memcached_api(&env);
-    let parent: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
-        "metadata": {"name": "cache", "namespace": env.namespace},
-        "spec": {"size": 2}
-    }))
-    .unwrap();
-    parents
-        .create(&PostParams::default(), &parent)
-        .await
-        .unwrap();
+    create_memcached(&env, "cache", 2).await;
     let deployments: Api<Deployment> = env.api();
     let services: Api<Service> = env.api();
     wait_until(

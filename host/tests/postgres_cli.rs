@@ -1,0 +1,204 @@
+//! The postgres plugin through the real engine and CLI: `operon reconcile`
+//! on every scenario of `plugins/postgres/fixtures`, compared with its
+//! golden `expected.yaml` (`UPDATE_GOLDEN=1` rewrites them), and the
+//! invalid specs' promise checked on the output itself: no children, a
+//! `Ready=False` with reason and message.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    common::root().join("plugins/postgres/fixtures")
+}
+
+/// Every scenario directory (each has parent.yaml and observed.yaml).
+fn scenarios() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.path()
+                .join("parent.yaml")
+                .exists()
+                .then(|| e.file_name().to_string_lossy().to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn reconcile(scenario: &str, extra: &[&str]) -> Output {
+    let wasm = common::component("postgres");
+    let dir = fixtures().join(scenario);
+    Command::new(env!("CARGO_BIN_EXE_operon"))
+        .arg("reconcile")
+        .arg(&wasm)
+        .arg("--parent")
+        .arg(dir.join("parent.yaml"))
+        .arg("--observed")
+        .arg(dir.join("observed.yaml"))
+        .args(["--now", "2026-01-01T00:00:00Z"])
+        .args(extra)
+        .env_remove("OPERON_LOG")
+        .output()
+        .expect("running operon")
+}
+
+fn json_output(scenario: &str) -> Value {
+    let out = reconcile(scenario, &["-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{scenario}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ready(out: &Value) -> &Value {
+    out["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("a Ready condition")
+}
+
+#[test]
+fn every_scenario_matches_its_golden_file() {
+    let all = scenarios();
+    assert!(all.len() >= 15, "scenarios found: {all:?}");
+    let mut differ = Vec::new();
+    for scenario in &all {
+        let out = reconcile(scenario, &[]);
+        assert!(
+            out.status.success(),
+            "{scenario}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let actual = String::from_utf8(out.stdout).unwrap();
+        let golden = fixtures().join(scenario).join("expected.yaml");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", golden.display()));
+        if actual != expected {
+            differ.push(scenario.clone());
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "output differs from expected.yaml in {differ:?}"
+    );
+}
+
+#[test]
+fn invalid_specs_make_nothing_and_say_why() {
+    for (scenario, reason, needle) in [
+        (
+            "invalid-version",
+            "InvalidSpec",
+            "spec.version 13 is not supported",
+        ),
+        (
+            "invalid-zero-instances",
+            "InvalidSpec",
+            "spec.instances is 0",
+        ),
+        (
+            "invalid-duplicate-users",
+            "InvalidSpec",
+            "duplicate names app",
+        ),
+        (
+            "invalid-missing-database",
+            "InvalidSpec",
+            "spec.dataLoads[cities].database \"nope\" is not in spec.databases",
+        ),
+        ("from-backup", "BootstrapNotSupported", "not supported yet"),
+    ] {
+        let out = json_output(scenario);
+        assert_eq!(
+            out["children"],
+            Value::Array(vec![]),
+            "{scenario}: no children"
+        );
+        let ready = ready(&out);
+        assert_eq!(ready["status"], "False", "{scenario}");
+        assert_eq!(ready["reason"], reason, "{scenario}");
+        let message = ready["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{scenario}: {message}");
+        assert_eq!(out["status"]["phase"], "Invalid");
+        assert_eq!(
+            out["events"][0]["type"], "Warning",
+            "{scenario}: {}",
+            out["events"]
+        );
+    }
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_running_cluster() {
+    let running = json_output("running");
+    let invalid = json_output("invalid-running");
+    assert_eq!(running["children"], invalid["children"]);
+    let ready = ready(&invalid);
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&"False".into(), &"InvalidSpec".into())
+    );
+}
+
+#[test]
+fn paused_renders_the_last_applied_spec() {
+    let running = json_output("running");
+    let paused = json_output("paused");
+    assert_eq!(running["children"], paused["children"]);
+    assert_eq!(paused["status"]["phase"], "Paused");
+}
+
+#[test]
+fn inspect_shows_the_crd_and_owned_kinds() {
+    let wasm = common::component("postgres");
+    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
+        .args([
+            "inspect",
+            wasm.to_str().unwrap(),
+            "-o",
+            "json",
+            "--no-cache",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reg = &v["registration"];
+    assert_eq!(reg["name"], "postgres");
+    assert_eq!(reg["crds"][0]["spec"]["names"]["shortNames"][0], "pgc");
+    let owns: Vec<&str> = reg["owns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "StatefulSet",
+        "PersistentVolumeClaim",
+        "Service",
+        "Secret",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "Job",
+        "Deployment",
+    ] {
+        assert!(owns.contains(&kind), "owns {kind}: {owns:?}");
+    }
+}

@@ -35,6 +35,7 @@ pub fn run(args: Args) -> Result<()> {
         ]))?;
     }
     let wasm_dir = plugins::build_all()?;
+    crate::langs::postgres::ensure()?;
     let cluster = cluster::start_for_tests()?;
     eprintln!(
         "xtask: control plane ready: {}",

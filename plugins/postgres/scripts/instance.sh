@@ -10,26 +10,27 @@
 #   primary, was a replica -> start as a standby, then pg_ctl promote
 #
 # Environment: PGDATA PGPORT PG_MAJOR PG_ROLE PG_PRIMARY_HOST PG_CONFIG_DIR
-# POSTGRES_PASSWORD PG_REPLICATION_PASSWORD, optional PG_WALDIR and
-# PG_INITDB_ARGS.
+# POSTGRES_PASSWORD PG_REPLICATION_PASSWORD, optional PG_WALDIR,
+# PG_INITDB_ARGS and PG_PRIMARY_PORT (default PGPORT).
 set -eu
 
 log() { echo "instance.sh: $*" >&2; }
 conf="-c config_file=$PG_CONFIG_DIR/postgresql.conf -c hba_file=$PG_CONFIG_DIR/pg_hba.conf"
-source_conn="host=$PG_PRIMARY_HOST port=$PGPORT user=replicator password=$PG_REPLICATION_PASSWORD dbname=postgres application_name=${PG_INSTANCE:-replica}"
+primary_port="${PG_PRIMARY_PORT:-$PGPORT}"
+source_conn="host=$PG_PRIMARY_HOST port=$primary_port user=replicator password=$PG_REPLICATION_PASSWORD dbname=postgres application_name=${PG_INSTANCE:-replica}"
 
 mkdir -p "$PGDATA"
 chmod 700 "$PGDATA"
 
 clone() {
-    log "cloning from $PG_PRIMARY_HOST:$PGPORT"
+    log "cloning from $PG_PRIMARY_HOST:$primary_port"
     find "$PGDATA" -mindepth 1 -delete
     if [ -n "${PG_WALDIR:-}" ]; then
         rm -rf "$PG_WALDIR"
-        PGPASSWORD="$PG_REPLICATION_PASSWORD" pg_basebackup -h "$PG_PRIMARY_HOST" -p "$PGPORT" -U replicator \
+        PGPASSWORD="$PG_REPLICATION_PASSWORD" pg_basebackup -h "$PG_PRIMARY_HOST" -p "$primary_port" -U replicator \
             -D "$PGDATA" -X stream --checkpoint=fast --waldir="$PG_WALDIR"
     else
-        PGPASSWORD="$PG_REPLICATION_PASSWORD" pg_basebackup -h "$PG_PRIMARY_HOST" -p "$PGPORT" -U replicator \
+        PGPASSWORD="$PG_REPLICATION_PASSWORD" pg_basebackup -h "$PG_PRIMARY_HOST" -p "$primary_port" -U replicator \
             -D "$PGDATA" -X stream --checkpoint=fast
     fi
 }
@@ -68,7 +69,7 @@ if [ "$PG_ROLE" = replica ]; then
     if [ "$was_primary" = yes ]; then
         log "this instance was a primary: pg_rewind from $PG_PRIMARY_HOST"
         if ! PGPASSWORD="$POSTGRES_PASSWORD" pg_rewind -D "$PGDATA" \
-            --source-server="host=$PG_PRIMARY_HOST port=$PGPORT user=postgres dbname=postgres"; then
+            --source-server="host=$PG_PRIMARY_HOST port=$primary_port user=postgres dbname=postgres"; then
             log "pg_rewind failed: cloning again (changes not replicated before the failover are lost)"
             clone
         fi

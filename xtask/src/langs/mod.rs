@@ -5,4 +5,5 @@ pub mod c;
 mod common;
 pub mod go;
 pub mod js;
+pub mod postgres;
 pub mod python;

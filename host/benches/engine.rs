@@ -279,7 +279,6 @@ fn main() {
             us(median) / us(base)
         ));
     }
-    md.push_str("\nReproduce: `cargo xtask bench` (quick look: `cargo xtask bench --quick`).\n");
     match std::env::var_os("OPERON_BENCH_REPORT") {
         Some(path) => std::fs::write(&path, &md).expect("writing the report"),
         None => print!("{md}"),

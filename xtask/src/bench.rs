@@ -1,7 +1,25 @@
 //! `cargo xtask bench`: runs the benchmarks and rewrites BENCHMARKS.md with
 //! their figures, the command and the machine.
+//!
+//! Sections, each one function returning its Markdown (and the goals of
+//! issue 9 it reports on), so a new one is one more line in [`run`]:
+//! - engine micro-benchmarks and Wasm vs native reconciles (`host/benches`,
+//!   run through `cargo bench`, one process each);
+//! - end to end, memory and idle CPU on private control planes, `operon run`
+//!   against the native baseline (`baselines/native-memcached`) in the same
+//!   run ([`e2e`], [`memory`], [`idle`]).
+
+mod cluster;
+mod controllers;
+mod e2e;
+mod idle;
+mod memory;
+mod procfs;
+mod profile;
+mod stats;
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -9,9 +27,31 @@ use crate::plugins;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Fewer samples: a quick look, not figures to publish.
+    /// Fewer samples, parents and runs: a quick look in a few minutes, not
+    /// figures to publish (BENCHMARKS.md says so).
     #[arg(long)]
     pub quick: bool,
+}
+
+/// What every section gets.
+pub struct Setup {
+    pub quick: bool,
+    pub bins: controllers::Binaries,
+}
+
+/// A section of BENCHMARKS.md and the goals it measured.
+pub struct Section {
+    pub markdown: String,
+    pub goals: Vec<Goal>,
+}
+
+/// One of the issue's goals, as measured.
+pub struct Goal {
+    pub goal: &'static str,
+    pub target: String,
+    pub measured: String,
+    /// None: not measured (yet).
+    pub met: Option<bool>,
 }
 
 fn machine() -> String {
@@ -37,22 +77,114 @@ fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB memory, {rustc}")
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| format!(", Linux {}", k.trim()))
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB memory{kernel}, {rustc}")
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let wasm_dir = plugins::build_all()?;
-    let report = plugins::target_dir().join("bench-engine.md");
+/// Runs `cargo bench -p operon --bench <name>` (release, one process) and
+/// returns the Markdown it wrote.
+fn cargo_bench(name: &str, wasm_dir: &Path, quick: bool) -> Result<Section> {
+    let report = plugins::target_dir().join(format!("bench-{name}.md"));
     let mut cmd = plugins::cargo();
-    cmd.args(["bench", "-p", "operon", "--bench", "engine"])
-        .env("OPERON_PLUGIN_DIR", &wasm_dir)
+    cmd.args(["bench", "-p", "operon", "--bench", name])
+        .env("OPERON_PLUGIN_DIR", wasm_dir)
         .env("OPERON_BENCH_REPORT", &report);
-    if args.quick {
+    if quick {
         cmd.env("OPERON_BENCH_QUICK", "1");
     }
     plugins::run(&mut cmd)?;
-    let engine = std::fs::read_to_string(&report)
+    let text = std::fs::read_to_string(&report)
         .with_context(|| format!("reading {}", report.display()))?;
+    let markdown = text
+        .lines()
+        .filter(|l| !l.starts_with("<!-- goal:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    Ok(Section {
+        goals: goals_in(&text),
+        markdown,
+    })
+}
+
+/// Goals a `cargo bench` report states in lines of the form
+/// `<!-- goal: name | target | measured | met -->`.
+fn goals_in(markdown: &str) -> Vec<Goal> {
+    markdown
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("<!-- goal:")?.strip_suffix("-->"))
+        .filter_map(|g| {
+            let parts: Vec<&str> = g.split('|').map(str::trim).collect();
+            let [goal, target, measured, met] = parts.as_slice() else {
+                return None;
+            };
+            Some(Goal {
+                goal: match *goal {
+                    "wasm-native-postgres" => "Wasm / native reconcile, Postgres plugin",
+                    "wasm-native-memcached" => "Wasm / native reconcile, memcached",
+                    _ => return None,
+                },
+                target: target.to_string(),
+                measured: measured.to_string(),
+                met: match *met {
+                    "yes" => Some(true),
+                    "no" => Some(false),
+                    _ => None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Builds `operon` and the baseline in release, and a plugin directory
+/// holding only the memcached component.
+fn binaries(wasm_dir: &Path) -> Result<controllers::Binaries> {
+    eprintln!("xtask bench: building operon and native-memcached (release)");
+    plugins::run(plugins::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "operon",
+        "--bin",
+        "operon",
+        "-p",
+        "native-memcached",
+    ]))?;
+    let release = plugins::target_dir().join("release");
+    let dir = plugins::target_dir().join("bench-plugins");
+    std::fs::create_dir_all(&dir)?;
+    let wasm = "rust_memcached.wasm";
+    std::fs::copy(wasm_dir.join(wasm), dir.join(wasm))
+        .with_context(|| format!("copying {wasm} into {}", dir.display()))?;
+    Ok(controllers::Binaries {
+        operon: release.join("operon"),
+        native: release.join("native-memcached"),
+        plugins: dir,
+        logs: plugins::target_dir().join("bench-logs"),
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let started = std::time::Instant::now();
+    let wasm_dir = plugins::build_all()?;
+    let bins = binaries(&wasm_dir)?;
+    let setup = Setup {
+        quick: args.quick,
+        bins,
+    };
+    let mut sections = vec![
+        cargo_bench("engine", &wasm_dir, args.quick)?,
+        cargo_bench("native", &wasm_dir, args.quick)?,
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    sections.push(rt.block_on(e2e::section(&setup))?);
+    sections.push(rt.block_on(memory::section(&setup))?);
+    sections.push(rt.block_on(idle::section(&setup))?);
+
     let command = if args.quick {
         "cargo xtask bench --quick"
     } else {
@@ -64,16 +196,56 @@ pub fn run(args: Args) -> Result<()> {
         out,
         "Written by `{command}`; do not edit by hand, run it again.\n"
     )?;
+    if args.quick {
+        writeln!(
+            out,
+            "**Quick mode**: fewer calls, fewer parents (200 end to end, 2 000 for memory) and one \
+             run per controller; a quick look, not figures to publish.\n"
+        )?;
+    }
     writeln!(out, "- Machine: {}", machine())?;
     writeln!(out, "- Date (UTC): {}", utc_now())?;
     writeln!(
         out,
-        "- Harness: `host/benches/engine.rs` (release build, one process, figures side by side in one run)\n"
+        "- Harness: `host/benches/engine.rs`, `host/benches/native.rs` (release, one process \
+         each); `xtask/src/bench/` for the cluster figures (release binaries, private control \
+         planes). Baselines are measured in the same run. Took {:.0} min.\n",
+        started.elapsed().as_secs_f64() / 60.0
     )?;
-    out.push_str(&engine);
+    writeln!(out, "## Goals (issue 9)\n")?;
+    writeln!(out, "| goal | target | measured | met |\n|---|---|---|---|")?;
+    for g in sections.iter().flat_map(|s| &s.goals) {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            g.goal,
+            g.target,
+            g.measured,
+            match g.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            }
+        )?;
+    }
+    out.push('\n');
+    for s in &sections {
+        out.push_str(&s.markdown);
+        if !s.markdown.ends_with("\n\n") {
+            out.push('\n');
+        }
+    }
+    writeln!(
+        out,
+        "Reproduce: `cargo xtask bench` (quick look: `cargo xtask bench --quick`)."
+    )?;
     let path = plugins::root().join("BENCHMARKS.md");
     std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("xtask: wrote {}", path.display());
+    eprintln!(
+        "xtask: wrote {} in {:.0?}",
+        path.display(),
+        started.elapsed()
+    );
     Ok(())
 }
 

@@ -1008,10 +1008,25 @@ fn keep_job_template(req: &Request, job: &mut Value) {
         .find_observed("batch/v1", "Job", name_of(job))
         .map(|j| j["spec"]["template"].clone())
         .filter(Value::is_object);
-    if let Some(template) = observed {
+    if let Some(mut template) = observed {
+        // The Job controller's own labels name the Job's uid: applying
+        // them to a Job recreated under the same name (a stale cache
+        // during deletion) would be refused, and they are not ours.
+        if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+            for l in JOB_CONTROLLER_LABELS {
+                labels.remove(l);
+            }
+        }
         job["spec"]["template"] = template;
     }
 }
+
+const JOB_CONTROLLER_LABELS: [&str; 4] = [
+    "controller-uid",
+    "job-name",
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+];
 
 /// Whether a condition of the parent is true (for tests and callers).
 pub fn condition_true(status: &ClusterStatus, type_: &str) -> bool {

@@ -773,3 +773,40 @@ fn the_manifest_is_a_valid_parent() {
     let resp = reconcile_at(&Request::new(m), NOW).unwrap();
     assert!(!resp.children.is_empty());
 }
+
+#[test]
+fn an_existing_job_keeps_its_template_without_the_job_controllers_labels() {
+    let mut sim = scenario("running");
+    let name = sim
+        .objects
+        .keys()
+        .find(|(k, n)| k == "Job" && n.starts_with("hippo-sql-"))
+        .unwrap()
+        .1
+        .clone();
+    let job = sim.get_mut("Job", &name).unwrap();
+    let labels = &mut job["spec"]["template"]["metadata"]["labels"];
+    labels["batch.kubernetes.io/controller-uid"] = json!("0bcb34d8");
+    labels["controller-uid"] = json!("0bcb34d8");
+    labels["job-name"] = json!(name);
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = json!("postgres:16.0");
+    sim.edit(|s| s["metadata"]["labels"]["extra"] = json!("x"));
+    let resp = sim.reconcile();
+    let desired = resp.find_child("batch/v1", "Job", &name).unwrap();
+    let template = &desired["spec"]["template"];
+    assert_eq!(
+        template["spec"]["containers"][0]["image"], "postgres:16.0",
+        "immutable template kept"
+    );
+    let labels = template["metadata"]["labels"].as_object().unwrap();
+    assert!(!labels.contains_key("controller-uid") && !labels.contains_key("job-name"));
+    assert!(!labels.contains_key("batch.kubernetes.io/controller-uid"));
+    assert!(
+        !labels.contains_key("extra"),
+        "a new label does not touch the template"
+    );
+    assert_eq!(
+        desired["metadata"]["labels"]["extra"], "x",
+        "but the Job's own labels follow"
+    );
+}

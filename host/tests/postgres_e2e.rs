@@ -1,0 +1,507 @@
+//! The postgres plugin on the real control plane (kwok fake nodes run the
+//! Pods and make them Ready; no PostgreSQL runs in them).
+//!
+//! - every child of every golden fixture passes the API server's
+//!   server-side apply in dry-run, so the plugin's output is valid
+//!   Kubernetes, not just valid YAML;
+//! - `operon run` drives a PostgresCluster through its life: Ready with 3
+//!   instances and a primary; the scale subresource to 5 and to 2; a minor
+//!   image change rolled one instance at a time, primary last (from watched
+//!   StatefulSet changes); a new user's Secret and SQL Job; `paused`; and
+//!   deletion removing everything the cluster owned.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret, Service};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use operon_test_support::{TestEnv, wait_until};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(180);
+const CLUSTER_LABEL: &str = "postgres.operon.dev/cluster";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `operon run` with the postgres plugin, in the test's namespace; killed
+/// on drop.
+struct Host {
+    child: Child,
+    health: String,
+    _dir: PathBuf,
+}
+
+impl Host {
+    fn start(env: &TestEnv) -> Host {
+        let dir = common::temp_dir(&format!("pg-plugins-{}", env.namespace));
+        let src = common::component("postgres");
+        std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
+        let health = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_operon"))
+            .args(["run", "--plugins"])
+            .arg(&dir)
+            .arg("--kubeconfig")
+            .arg(&env.kubeconfig_path)
+            .args(["--namespace", &env.namespace])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--health-addr", &health])
+            .args(["--backoff-base-ms", "100"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting operon run");
+        Host {
+            child,
+            health,
+            _dir: dir,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (CRDs installed, caches synced).
+    async fn ready(&self) {
+        wait_until("operon /readyz to answer 200", WAIT, || async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let Ok(mut s) = tokio::net::TcpStream::connect(&self.health).await else {
+                return Ok(None);
+            };
+            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).await?;
+            Ok(buf.starts_with("HTTP/1.1 200").then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fixtures() -> PathBuf {
+    common::root().join("plugins/postgres/fixtures")
+}
+
+fn dynamic_api(env: &TestEnv, api_version: &str, kind: &str) -> Api<DynamicObject> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
+}
+
+#[tokio::test]
+async fn every_fixture_child_passes_server_side_dry_run() {
+    let env = TestEnv::new().await;
+    let mut checked = 0;
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.join("expected.yaml").exists())
+        .collect();
+    scenarios.sort();
+    assert!(scenarios.len() >= 15);
+    for scenario in scenarios {
+        let out = &operon::cli::read_objects(&scenario.join("expected.yaml")).unwrap()[0];
+        for child in out["children"].as_array().unwrap() {
+            let mut child = child.clone();
+            child["metadata"]["namespace"] = json!(env.namespace);
+            let kind = child["kind"].as_str().unwrap().to_string();
+            let name = child["metadata"]["name"].as_str().unwrap().to_string();
+            let api = dynamic_api(&env, child["apiVersion"].as_str().unwrap(), &kind);
+            let params = PatchParams::apply("operon/postgres").dry_run();
+            if let Err(e) = api.patch(&name, &params, &Patch::Apply(&child)).await {
+                panic!("{}: {kind} {name} rejected: {e}", scenario.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked} children checked");
+}
+
+fn cluster_api(env: &TestEnv) -> Api<DynamicObject> {
+    dynamic_api(env, "postgres.operon.dev/v1alpha1", "PostgresCluster")
+}
+
+/// Pre-bound volumes for the instances' data PVCs: the test cluster has no
+/// storage provisioner, and the scheduler will not place a Pod whose claim
+/// is unbound. Deleted on drop (PVs are cluster-scoped).
+struct Volumes {
+    kubeconfig: PathBuf,
+    names: Vec<String>,
+}
+
+impl Volumes {
+    async fn create(env: &TestEnv, cluster: &str, instances: u32) -> Volumes {
+        let api: Api<PersistentVolume> = Api::all(env.client.clone());
+        let mut names = Vec::new();
+        for i in 0..instances {
+            let name = format!("{}-{cluster}-{i}", env.namespace);
+            let pv: PersistentVolume = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "hostPath": {"path": format!("/tmp/{name}")},
+                    "claimRef": {"namespace": env.namespace, "name": format!("{cluster}-{i}-data")},
+                }
+            }))
+            .unwrap();
+            api.create(&PostParams::default(), &pv).await.unwrap();
+            names.push(name);
+        }
+        Volumes {
+            kubeconfig: env.kubeconfig_path.clone(),
+            names,
+        }
+    }
+}
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        let kubeconfig = self.kubeconfig.clone();
+        let names = std::mem::take(&mut self.names);
+        // Drop cannot await, and the test's client is tied to the test's
+        // runtime (blocked here): a thread with its own runtime and client.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let Ok(client) = operon_test_support::client_for(&kubeconfig, None).await else {
+                    return;
+                };
+                let api: Api<PersistentVolume> = Api::all(client);
+                for n in names {
+                    let _ = api.delete(&n, &DeleteParams::default()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+}
+
+/// Waits until the cluster reports Ready with `n` ready instances for its
+/// current generation; returns its JSON.
+async fn wait_ready(env: &TestEnv, name: &str, n: i64) -> Value {
+    let api = cluster_api(env);
+    wait_until(
+        &format!("{name} Ready with {n} instances"),
+        WAIT,
+        || async {
+            let obj = serde_json::to_value(api.get(name).await?)?;
+            let generation = &obj["metadata"]["generation"];
+            let ready = condition(&obj, "Ready").is_some_and(|c| c["status"] == "True");
+            let ok = ready
+                && obj["status"]["readyInstances"] == n
+                && obj["status"]["instances"] == n
+                && &obj["status"]["observedGeneration"] == generation;
+            Ok(ok.then_some(obj))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn statefulsets(env: &TestEnv, cluster: &str) -> Vec<String> {
+    let api: Api<StatefulSet> = env.api();
+    let mut names: Vec<String> = api
+        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={cluster}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+fn image_of(sts: &StatefulSet) -> String {
+    sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+fn settled(sts: &StatefulSet) -> bool {
+    let st = sts.status.clone().unwrap_or_default();
+    st.ready_replicas.unwrap_or(0) == 1
+        && st.observed_generation >= sts.metadata.generation
+        && st.current_revision == st.update_revision
+}
+
+async fn scale(env: &TestEnv, name: &str, replicas: i64) {
+    cluster_api(env)
+        .patch_subresource(
+            "scale",
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn patch_spec(env: &TestEnv, name: &str, spec: Value) {
+    cluster_api(env)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": spec})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
+    let env = TestEnv::new().await;
+    let _volumes = Volumes::create(&env, "pg", 5).await;
+    let host = Host::start(&env);
+    host.ready().await;
+    let api = cluster_api(&env);
+
+    // The CRD's schema refuses what it can (here: an unknown major).
+    let bad: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresCluster",
+        "metadata": {"name": "bad", "namespace": env.namespace},
+        "spec": {"version": 13, "storage": {"size": "1Gi"}}
+    }))
+    .unwrap();
+    let err = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &bad,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("spec.version"), "{err}");
+    // The documented manifest is accepted.
+    let mut manifest = operon::cli::read_objects(&fixtures().join("cluster.yaml"))
+        .unwrap()
+        .remove(0);
+    manifest["metadata"]["namespace"] = json!(env.namespace);
+    let manifest: DynamicObject = serde_json::from_value(manifest).unwrap();
+    api.create(
+        &PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        &manifest,
+    )
+    .await
+    .unwrap();
+
+    // Three instances.
+    let parent: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresCluster",
+        "metadata": {"name": "pg", "namespace": env.namespace},
+        "spec": {
+            "version": 16,
+            "image": "docker.io/library/postgres:16.4",
+            "instances": 3,
+            "storage": {"size": "1Gi", "retentionPolicy": "Retain"},
+            "users": [{"name": "app", "databases": ["app"]}],
+            "databases": [{"name": "app", "owner": "app"}],
+            "metadata": {"labels": {"team": "e2e"}},
+            // kwok restarts Pods in a moment; a long delay keeps a slow
+            // machine from failing over during the rolling restart.
+            "failover": {"delaySeconds": 600},
+        }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &parent).await.unwrap();
+    let obj = wait_ready(&env, "pg", 3).await;
+    let primary = obj["status"]["currentPrimary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(primary, "pg-0");
+    assert_eq!(obj["status"]["phase"], "Running");
+    assert_eq!(obj["status"]["version"], 16);
+    assert_eq!(statefulsets(&env, "pg").await, ["pg-0", "pg-1", "pg-2"]);
+    let services: Api<Service> = env.api();
+    for s in ["pg-rw", "pg-ro", "pg-pods"] {
+        let svc = services.get(s).await.unwrap();
+        assert_eq!(svc.metadata.labels.as_ref().unwrap()["team"], "e2e", "{s}");
+    }
+
+    // Scale through the scale subresource.
+    scale(&env, "pg", 5).await;
+    wait_ready(&env, "pg", 5).await;
+    assert_eq!(statefulsets(&env, "pg").await.len(), 5);
+    scale(&env, "pg", 2).await;
+    let obj = wait_ready(&env, "pg", 2).await;
+    assert_eq!(
+        obj["status"]["currentPrimary"],
+        primary.as_str(),
+        "the primary stays"
+    );
+    assert_eq!(statefulsets(&env, "pg").await, ["pg-0", "pg-1"]);
+    let pvcs: Api<PersistentVolumeClaim> = env.api();
+    assert!(
+        pvcs.get_opt("pg-4-data").await.unwrap().is_some(),
+        "Retain keeps the PVC"
+    );
+
+    // A minor upgrade, watched: one instance at a time, primary last.
+    let sts_api: Api<StatefulSet> = env.api();
+    let lp = ListParams::default().labels(&format!("{CLUSTER_LABEL}=pg"));
+    let list = sts_api.list(&lp).await.unwrap();
+    let rv = list.metadata.resource_version.clone().unwrap();
+    let mut last: BTreeMap<String, StatefulSet> = list
+        .items
+        .into_iter()
+        .map(|s| (s.metadata.name.clone().unwrap(), s))
+        .collect();
+    let new_image = "docker.io/library/postgres:16.6";
+    patch_spec(&env, "pg", json!({"image": new_image})).await;
+    let mut order: Vec<String> = Vec::new();
+    let mut stream = sts_api
+        .watch(
+            &WatchParams::default()
+                .labels(&format!("{CLUSTER_LABEL}=pg"))
+                .timeout(290),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let watched = tokio::time::timeout(WAIT, async {
+        while let Some(event) = stream.try_next().await.unwrap() {
+            let sts = match event {
+                WatchEvent::Added(s) | WatchEvent::Modified(s) => s,
+                WatchEvent::Error(e) => panic!("watch error: {e:?}"),
+                _ => continue,
+            };
+            let name = sts.metadata.name.clone().unwrap();
+            if image_of(&sts) == new_image && !order.contains(&name) {
+                for done in &order {
+                    assert!(
+                        settled(&last[done]),
+                        "{name} restarted before {done} was ready again: {:?}",
+                        last[done].status
+                    );
+                }
+                order.push(name.clone());
+            }
+            last.insert(name, sts);
+            if order.len() == 2 && last.values().all(settled) {
+                return;
+            }
+        }
+        panic!("the watch ended; order so far {order:?}");
+    })
+    .await;
+    assert!(watched.is_ok(), "rolling update incomplete: {order:?}");
+    assert_eq!(order, ["pg-1", "pg-0"], "replica first, primary last");
+    let obj = wait_ready(&env, "pg", 2).await;
+    assert_eq!(obj["status"]["image"], new_image);
+
+    // A new user: its Secret and a SQL Job that creates it.
+    patch_spec(
+        &env,
+        "pg",
+        json!({"users": [{"name": "app", "databases": ["app"]}, {"name": "audit", "databases": ["app"]}]}),
+    )
+    .await;
+    let secrets: Api<Secret> = env.api();
+    wait_until("Secret pg-pguser-audit", WAIT, || async {
+        Ok(secrets.get_opt("pg-pguser-audit").await?)
+    })
+    .await
+    .unwrap();
+    let jobs: Api<Job> = env.api();
+    wait_until("a SQL Job creating audit", WAIT, || async {
+        let found = jobs.list(&lp).await?.items.into_iter().find(|j| {
+            serde_json::to_string(&j.spec)
+                .unwrap_or_default()
+                .contains("CREATE ROLE \\\"audit\\\"")
+        });
+        Ok(found)
+    })
+    .await
+    .unwrap();
+
+    // Paused: a change to instances is not applied.
+    patch_spec(&env, "pg", json!({"paused": true, "instances": 4})).await;
+    wait_until("phase Paused for the new generation", WAIT, || async {
+        let obj = serde_json::to_value(api.get("pg").await?)?;
+        Ok((obj["status"]["phase"] == "Paused"
+            && obj["status"]["observedGeneration"] == obj["metadata"]["generation"])
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statefulsets(&env, "pg").await,
+        ["pg-0", "pg-1"],
+        "paused: no new instances"
+    );
+    patch_spec(&env, "pg", json!({"paused": false})).await;
+    wait_ready(&env, "pg", 4).await;
+
+    // Deleting the cluster removes everything it owned.
+    api.delete("pg", &DeleteParams::default()).await.unwrap();
+    wait_until("every child of pg to be gone", WAIT, || async {
+        let mut left = Vec::new();
+        for (av, kind) in [
+            ("apps/v1", "StatefulSet"),
+            ("v1", "Service"),
+            ("v1", "Secret"),
+            ("v1", "ConfigMap"),
+            ("v1", "PersistentVolumeClaim"),
+            ("policy/v1", "PodDisruptionBudget"),
+            ("batch/v1", "Job"),
+        ] {
+            for o in dynamic_api(&env, av, kind).list(&lp).await?.items {
+                left.push(format!("{kind} {}", o.metadata.name.unwrap_or_default()));
+            }
+        }
+        Ok(left.is_empty().then_some(()))
+    })
+    .await
+    .unwrap();
+    drop(host);
+}

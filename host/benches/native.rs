@@ -18,8 +18,33 @@ use operon::plugin::{CallContext, Plugin};
 use operon_sdk::Reconciler;
 use serde_json::{Value, json};
 
+/// Which reconciler a case runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Logic {
+    Memcached,
+    Postgres,
+}
+
+impl Logic {
+    fn component(self) -> &'static str {
+        match self {
+            Logic::Memcached => "rust_memcached.wasm",
+            Logic::Postgres => "postgres.wasm",
+        }
+    }
+
+    /// The goal line's key (see `goals_in` in xtask/src/bench.rs).
+    fn goal(self) -> &'static str {
+        match self {
+            Logic::Memcached => "wasm-native-memcached",
+            Logic::Postgres => "wasm-native-postgres",
+        }
+    }
+}
+
 /// One input, as JSON text: what the host hands the component.
 struct Case {
+    logic: Logic,
     label: String,
     parent: String,
     observed: Vec<String>,
@@ -57,8 +82,7 @@ fn managed_fields(managers: usize, fields: usize) -> Value {
 
 /// The fixture's parent and children, made large the way real objects
 /// are: hundreds of annotations and labels and long managedFields
-/// (memcached has no list in its spec; the Postgres plugin's "hundreds of
-/// users and databases" will be its own large case).
+/// (memcached has no list in its spec to grow).
 fn enlarge(mut obj: Value, annotations: usize) -> Value {
     let meta = obj["metadata"].as_object_mut().expect("metadata");
     let a: serde_json::Map<String, Value> = (0..annotations)
@@ -82,25 +106,61 @@ fn enlarge(mut obj: Value, annotations: usize) -> Value {
     obj
 }
 
+/// A PostgresCluster with `n` more users, each owning a database of its own.
+fn many_users(mut parent: Value, n: usize) -> Value {
+    let spec = &mut parent["spec"];
+    for i in 0..n {
+        let (user, db) = (format!("user_{i:03}"), format!("db_{i:03}"));
+        spec["users"]
+            .as_array_mut()
+            .expect("users")
+            .push(json!({"name": user, "databases": [db]}));
+        spec["databases"]
+            .as_array_mut()
+            .expect("databases")
+            .push(json!({"name": db, "owner": user}));
+    }
+    parent
+}
+
 fn cases() -> Vec<Case> {
     let root = operon_test_support::controlplane::repo_root();
-    let fixtures = root.join("examples/rust-memcached/fixtures");
-    let parent = read_objects(&fixtures.join("parent.yaml")).expect("parent fixture")[0].clone();
-    let observed = read_objects(&fixtures.join("observed.yaml")).expect("observed fixture");
     let text = |v: &Value| v.to_string();
+    let fixture = |dir: &str| {
+        let dir = root.join(dir);
+        let parent = read_objects(&dir.join("parent.yaml")).expect("parent fixture")[0].clone();
+        let observed = read_objects(&dir.join("observed.yaml")).expect("observed fixture");
+        (parent, observed)
+    };
+    let (parent, observed) = fixture("examples/rust-memcached/fixtures");
+    let (pg, pg_observed) = fixture("plugins/postgres/fixtures/running");
     vec![
         Case {
+            logic: Logic::Memcached,
             label: "memcached: fixture".into(),
             parent: text(&parent),
             observed: observed.iter().map(text).collect(),
         },
         Case {
+            logic: Logic::Memcached,
             label: "memcached: large parent and children".into(),
             parent: text(&enlarge(parent, 400)),
             observed: observed
                 .into_iter()
                 .map(|o| text(&enlarge(o, 200)))
                 .collect(),
+        },
+        Case {
+            logic: Logic::Postgres,
+            label: "postgres: `running` fixture (3 instances)".into(),
+            parent: text(&pg),
+            observed: pg_observed.iter().map(text).collect(),
+        },
+        Case {
+            logic: Logic::Postgres,
+            label: "postgres: 300 more users and databases".into(),
+            parent: text(&many_users(pg, 300)),
+            observed: pg_observed.iter().map(text).collect(),
         },
     ]
 }
@@ -132,7 +192,7 @@ fn measure(samples: usize, mut f: impl FnMut()) -> (Duration, Duration) {
 /// The native path on the same JSON text the host would send: parse,
 /// build the SDK request, reconcile; the answer is JSON values, as the
 /// host's decoded outcome is.
-fn native_memcached(case: &Case) {
+fn native(case: &Case) {
     let parent: Value = serde_json::from_str(&case.parent).expect("parent JSON");
     let request = case
         .observed
@@ -143,7 +203,10 @@ fn native_memcached(case: &Case) {
             operon_sdk::Request::with_observed,
         );
     let ctx = operon_sdk::Context::fake(operon_sdk::testing::FakeCluster::new());
-    let response = rust_memcached::MemcachedReconciler::reconcile(&ctx, request);
+    let response = match case.logic {
+        Logic::Memcached => rust_memcached::MemcachedReconciler::reconcile(&ctx, request),
+        Logic::Postgres => postgres::PostgresReconciler::reconcile(&ctx, request),
+    };
     std::hint::black_box(response.expect("native reconcile"));
 }
 
@@ -202,22 +265,28 @@ fn memory_per_plugin(wasm: &std::path::Path, copies: usize) -> (f64, u64) {
 fn main() {
     let quick = std::env::var_os("OPERON_BENCH_QUICK").is_some();
     let samples = if quick { 1_000 } else { 20_000 };
-    let wasm = plugin_dir().join("rust_memcached.wasm");
     let engine = Engine::new(EngineConfig {
         pooling: true,
         cache_dir: None,
         ..EngineConfig::default()
     })
     .expect("engine");
-    let plugin = Plugin::load_file(&engine, &wasm, Limits::default())
-        .unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
+    let load = |logic: Logic| {
+        let wasm = plugin_dir().join(logic.component());
+        Plugin::load_file(&engine, &wasm, Limits::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", wasm.display()))
+    };
+    let plugins = [
+        (Logic::Memcached, load(Logic::Memcached)),
+        (Logic::Postgres, load(Logic::Postgres)),
+    ];
     let ctx = call_context();
 
     let mut md = String::new();
     md.push_str("## Wasm vs native: the same reconcile logic\n\n");
     md.push_str(&format!(
-        "The memcached reconciler (`examples/rust-memcached`) called natively — the crate \
-         linked as an rlib, JSON text parsed into an operon-sdk `Request`, `reconcile` called \
+        "The memcached and Postgres reconcilers (`examples/rust-memcached`, `plugins/postgres`) \
+         called natively — the crate linked as an rlib, JSON text parsed into an operon-sdk `Request`, `reconcile` called \
          directly — and through the engine — fresh instance from the pre-instantiated \
          component, the same JSON text in, the answer decoded — on the same inputs. \
          {samples} calls per row after {} warm-up calls, one thread. The ratio is the cost of \
@@ -230,12 +299,17 @@ fn main() {
     let mut ratios = Vec::new();
     for case in cases() {
         let request = Request::new(case.parent.clone(), case.observed.clone(), vec![]);
-        let native = measure(samples, || native_memcached(&case));
+        let plugin = &plugins
+            .iter()
+            .find(|(l, _)| *l == case.logic)
+            .expect("a plugin per logic")
+            .1;
+        let native = measure(samples, || native(&case));
         let wasm = measure(samples, || {
             std::hint::black_box(plugin.reconcile(&request, &ctx).0.expect("reconcile"));
         });
         let ratio = us(wasm.0) / us(native.0);
-        ratios.push(ratio);
+        ratios.push((case.logic, ratio));
         eprintln!(
             "{}: native {:?}/{:?}, wasm {:?}/{:?}",
             case.label, native.0, native.1, wasm.0, wasm.1
@@ -251,22 +325,25 @@ fn main() {
             ratio
         ));
     }
-    md.push_str(
-        "\nPostgres: `plugins/postgres` is not yet part of the workspace; when it is, its \
-         rows (including a parent with hundreds of users and databases) go in `cases()` of \
-         `host/benches/native.rs`, with the crate as a dev-dependency of the host.\n",
-    );
-    let worst = ratios.iter().copied().fold(0.0, f64::max);
-    md.push_str(&format!(
-        "<!-- goal: wasm-native-memcached | ≤ 1.5 (asked of Postgres) | {worst:.2} (worst row) | {} -->\n",
-        if worst <= 1.5 { "yes" } else { "no" }
-    ));
-    md.push_str(
-        "<!-- goal: wasm-native-postgres | ≤ 1.5 | not measured: plugin not in the workspace yet | n/a -->\n",
-    );
+    for (logic, target) in [
+        (Logic::Memcached, "≤ 1.5 (asked of Postgres)"),
+        (Logic::Postgres, "≤ 1.5"),
+    ] {
+        let worst = ratios
+            .iter()
+            .filter(|(l, _)| *l == logic)
+            .map(|(_, r)| *r)
+            .fold(0.0, f64::max);
+        md.push_str(&format!(
+            "<!-- goal: {} | {target} | {worst:.2} (worst row) | {} -->\n",
+            logic.goal(),
+            if worst <= 1.5 { "yes" } else { "no" }
+        ));
+    }
 
     let copies = if quick { 4 } else { 16 };
-    let (per_plugin, size) = memory_per_plugin(&wasm, copies);
+    let (per_plugin, size) =
+        memory_per_plugin(&plugin_dir().join(Logic::Memcached.component()), copies);
     md.push_str("\n### Memory per loaded plugin\n\n");
     md.push_str(&format!(
         "{copies} more copies of the memcached component ({:.1} MiB) loaded into one engine \

@@ -161,43 +161,44 @@ pub fn reconcile_at(req: &Request, now: i64) -> Result<Response, Error> {
         .and_then(|cm| cm["metadata"]["annotations"][ANNOTATION_SPEC].as_str())
         .and_then(|s| serde_json::from_str(s).ok());
 
+    // Paused or invalid: keep rendering the spec the children came from.
+    // With no record of it, a cluster that has no children yet gets none;
+    // one that has children gets an error, since answering no children
+    // would prune them all.
+    let keep_applied = |why: &str| -> Result<Option<ClusterSpec>, Error> {
+        match &applied {
+            Some(a) => Ok(Some(a.clone())),
+            None if req.observed().is_empty() => Ok(None),
+            None => Err(Error::permanent(format!(
+                "PostgresCluster {name}: {why}, and the spec last applied is unknown (ConfigMap {name}-config is missing): nothing is changed"
+            ))),
+        }
+    };
     let (spec, mode) = match validate(name, &parsed, prev.version) {
-        Err(invalid) => match applied {
+        Err(invalid) => match keep_applied(&invalid.message)? {
             Some(a) => (a, Mode::Invalid(invalid)),
-            None if req.observed().is_empty() => {
-                return Ok(invalid_response(req, &prev, &invalid));
-            }
-            None => {
-                // Children exist but the spec they came from is unknown:
-                // answering no children would prune them all.
-                return Err(Error::permanent(format!(
-                    "PostgresCluster {}: {}",
-                    name, invalid.message
-                )));
-            }
+            None => return Ok(invalid_response(req, &prev, &invalid)),
         },
-        Ok(()) if parsed.paused => match applied {
+        Ok(()) if parsed.paused => match keep_applied("spec.paused is set")? {
             Some(a) => (a, Mode::Paused),
-            None => (parsed, Mode::Paused),
+            None => {
+                // Paused before anything was made: make nothing.
+                let mut status = prev.clone();
+                status.phase = "Paused".into();
+                status.conditions = req.conditions();
+                set_cond(
+                    &mut status.conditions,
+                    req,
+                    "Progressing",
+                    false,
+                    "Paused",
+                    "spec.paused is set: nothing is made",
+                );
+                return Ok(Response::new().status(status));
+            }
         },
         Ok(()) => (parsed, Mode::Normal),
     };
-    if mode == Mode::Paused && applied_is_none(req, name) {
-        // Paused before anything was made: make nothing.
-        let mut status = prev.clone();
-        status.phase = "Paused".into();
-        let mut conditions = req.conditions();
-        set_cond(
-            &mut conditions,
-            req,
-            "Progressing",
-            false,
-            "Paused",
-            "spec.paused is set: no changes are applied",
-        );
-        status.conditions = conditions;
-        return Ok(Response::new().status(status));
-    }
 
     let cl = Cluster {
         name,
@@ -238,11 +239,6 @@ pub fn reconcile_at(req: &Request, now: i64) -> Result<Response, Error> {
         }
     }
     Ok(resp.status(status))
-}
-
-fn applied_is_none(req: &Request, name: &str) -> bool {
-    req.find_observed("v1", "ConfigMap", &format!("{name}-config"))
-        .is_none()
 }
 
 /// A fresh cluster with an invalid spec: no children at all, and why.
@@ -615,13 +611,13 @@ impl<'a> Render<'a> {
         let mut statuses = Vec::new();
         let mut ready_count = 0;
         let mut all_ready = !set.is_empty();
-        let mut inputs_store: Vec<(u32, InstanceInputs)> = Vec::new();
+        let mut primary_image = None;
+        let in_upgrade_stop = upgrade
+            .as_ref()
+            .is_some_and(|u| u.step != UpgradeStep::Starting);
         for &o in &set {
             let exists = observed.contains_key(&o);
             let is_primary = Some(o) == primary;
-            let in_upgrade_stop = upgrade
-                .as_ref()
-                .is_some_and(|u| u.step != UpgradeStep::Starting);
             if !exists && !is_primary && !primary_ready && !ever_ready {
                 // Replicas clone the primary: they wait for it at creation.
                 all_ready = false;
@@ -630,30 +626,23 @@ impl<'a> Render<'a> {
             if !exists && in_upgrade_stop {
                 continue;
             }
-            let recorded = observed.get(&o).and_then(|s| s.inputs.clone());
-            let inputs = if shutdown
-                || upgrade.is_some()
-                || Some(o) == next
-                || !stale.contains(&o)
-                || recorded.is_none()
-            {
-                if in_upgrade_stop {
-                    recorded.unwrap_or_else(|| desired.clone())
-                } else {
-                    desired.clone()
-                }
-            } else {
-                recorded.unwrap_or_else(|| desired.clone())
-            };
-            inputs_store.push((o, inputs));
             emitted.insert(o);
-        }
-        for (o, inputs) in &inputs_store {
-            let o = *o;
-            let is_primary = Some(o) == primary;
-            let in_upgrade_stop = upgrade
-                .as_ref()
-                .is_some_and(|u| u.step != UpgradeStep::Starting);
+            let recorded = observed.get(&o).and_then(|s| s.inputs.clone());
+            // Stopped for pg_upgrade, or stale and not yet its turn: as it
+            // is. Otherwise (new, rolled, or restarting anyway because of a
+            // shutdown or the upgrade's start): the desired inputs.
+            let inputs = match recorded {
+                Some(r) if in_upgrade_stop => r,
+                Some(r)
+                    if stale.contains(&o) && Some(o) != next && !shutdown && upgrade.is_none() =>
+                {
+                    r
+                }
+                _ => desired.clone(),
+            };
+            if is_primary {
+                primary_image = Some(inputs.image.clone());
+            }
             let replicas = if shutdown || in_upgrade_stop {
                 0
             } else if upgrade.is_some() && !is_primary && !primary_ready {
@@ -689,7 +678,7 @@ impl<'a> Render<'a> {
                 name: name.clone(),
                 primary: is_primary,
                 replicas,
-                inputs,
+                inputs: &inputs,
                 wal,
             };
             children.push(cl.statefulset(&plan));
@@ -786,9 +775,7 @@ impl<'a> Render<'a> {
 
         // Jobs: users and databases once the primary is ready; data loads
         // once the users' Job succeeded.
-        let primary_image = primary
-            .and_then(|p| inputs_store.iter().find(|(o, _)| *o == p))
-            .map_or_else(|| desired.image.clone(), |(_, i)| i.image.clone());
+        let primary_image = primary_image.unwrap_or_else(|| desired.image.clone());
         let can_run = primary_ready && !shutdown && !upgrading;
         let mut sql_done = true;
         if let Some(script) = sql::users_script(spec) {

@@ -810,3 +810,32 @@ fn an_existing_job_keeps_its_template_without_the_job_controllers_labels() {
         "but the Job's own labels follow"
     );
 }
+
+#[test]
+fn without_a_record_of_the_applied_spec_nothing_is_pruned() {
+    // Paused from the start: nothing is made.
+    let mut sim = scenario("bootstrap");
+    sim.objects.clear();
+    sim.parent["spec"]["paused"] = json!(true);
+    let resp = sim.reconcile();
+    assert!(resp.children.is_empty());
+    assert_eq!(status(&resp).phase, "Paused");
+    // Children exist but their ConfigMap (the record) is gone: an invalid
+    // or paused spec is an error, so that nothing is pruned.
+    for edit in [json!({"paused": true}), json!({"version": 13})] {
+        let mut sim = scenario("running");
+        sim.objects
+            .retain(|(k, n), _| !(k == "ConfigMap" && n == "hippo-config"));
+        sim.edit(|s| {
+            for (k, v) in edit.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+        });
+        let err = reconcile_at(&sim.request(), NOW).unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(
+            err.message().contains("ConfigMap hippo-config is missing"),
+            "{err}"
+        );
+    }
+}

@@ -173,8 +173,16 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Median and p99 of `samples` runs of `f` after a tenth as many warm-ups.
-fn measure(samples: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+/// Median, p99 and the number of calls: up to `samples` runs of `f` after a
+/// tenth as many warm-ups, fewer for slow inputs so that a row takes about
+/// `budget` (at least 200 calls, so the p99 still means something).
+fn measure(samples: usize, budget: Duration, mut f: impl FnMut()) -> (Duration, Duration, usize) {
+    let probe = Instant::now();
+    f();
+    let per_call = probe.elapsed().max(Duration::from_nanos(1));
+    let samples = samples
+        .min((budget.as_nanos() / per_call.as_nanos()) as usize)
+        .max(200);
     for _ in 0..samples / 10 {
         f();
     }
@@ -186,7 +194,7 @@ fn measure(samples: usize, mut f: impl FnMut()) -> (Duration, Duration) {
         })
         .collect();
     times.sort();
-    (percentile(&times, 0.5), percentile(&times, 0.99))
+    (percentile(&times, 0.5), percentile(&times, 0.99), samples)
 }
 
 /// The native path on the same JSON text the host would send: parse,
@@ -264,7 +272,11 @@ fn memory_per_plugin(wasm: &std::path::Path, copies: usize) -> (f64, u64) {
 
 fn main() {
     let quick = std::env::var_os("OPERON_BENCH_QUICK").is_some();
-    let samples = if quick { 1_000 } else { 20_000 };
+    let (samples, budget) = if quick {
+        (1_000, Duration::from_secs(1))
+    } else {
+        (20_000, Duration::from_secs(5))
+    };
     let engine = Engine::new(EngineConfig {
         pooling: true,
         cache_dir: None,
@@ -289,13 +301,14 @@ fn main() {
          called natively — the crate linked as an rlib, JSON text parsed into an operon-sdk `Request`, `reconcile` called \
          directly — and through the engine — fresh instance from the pre-instantiated \
          component, the same JSON text in, the answer decoded — on the same inputs. \
-         {samples} calls per row after {} warm-up calls, one thread. The ratio is the cost of \
+         Up to {samples} calls per row (fewer for slow inputs: about {} s of calls; the \
+         count is in the table) after a tenth as many warm-up calls, one thread. The ratio is the cost of \
          the boundary: instantiation, copying the JSON in and out, and the guest's code \
          running as Wasm.\n\n",
-        samples / 10
+        budget.as_secs()
     ));
-    md.push_str("| input | size | native: median | native: p99 | Wasm: median | Wasm: p99 | Wasm / native (median) |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| input | size | calls | native: median | native: p99 | Wasm: median | Wasm: p99 | Wasm / native (median) |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut ratios = Vec::new();
     for case in cases() {
         let request = Request::new(case.parent.clone(), case.observed.clone(), vec![]);
@@ -304,8 +317,8 @@ fn main() {
             .find(|(l, _)| *l == case.logic)
             .expect("a plugin per logic")
             .1;
-        let native = measure(samples, || native(&case));
-        let wasm = measure(samples, || {
+        let native = measure(samples, budget, || native(&case));
+        let wasm = measure(samples, budget, || {
             std::hint::black_box(plugin.reconcile(&request, &ctx).0.expect("reconcile"));
         });
         let ratio = us(wasm.0) / us(native.0);
@@ -315,9 +328,10 @@ fn main() {
             case.label, native.0, native.1, wasm.0, wasm.1
         );
         md.push_str(&format!(
-            "| {} | {:.1} KiB | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.2} |\n",
+            "| {} | {:.1} KiB | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.2} |\n",
             case.label,
             case.bytes() as f64 / 1024.0,
+            native.2.min(wasm.2),
             us(native.0),
             us(native.1),
             us(wasm.0),

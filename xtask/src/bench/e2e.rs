@@ -179,7 +179,12 @@ fn render(plan: &Plan, runs: &[Run]) -> Result<Section> {
          and patched its status, so the time is the controllers' own. API requests: the API \
          server's `apiserver_request_total` over the run, counting the controller's verbs \
          (apply/patch/delete of Deployments and Services, patch/get of Memcacheds, events); \
-         reconciles: operon's `controller_runtime_reconcile_total`, the baseline's own count.\n"
+         reconciles: operon's `controller_runtime_reconcile_total`, the baseline's own count, \
+         both read at convergence. Both queues dedupe and re-run a key changed while in \
+         flight; the controllers' own writes (children created, status patched) come back as \
+         watch events and cause further, no-op reconciles (server-side applies that change \
+         nothing, no status patch): how many of those fall before convergence depends on each \
+         queue's order, hence different reconciles per parent.\n"
     )?;
     writeln!(
         md,

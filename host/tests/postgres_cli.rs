@@ -161,6 +161,42 @@ fn paused_renders_the_last_applied_spec() {
     assert_eq!(paused["status"]["phase"], "Paused");
 }
 
+/// The component draws passwords from WASI random, which the sandbox
+/// grants: two runs with no Secrets observed generate different ones.
+#[test]
+fn passwords_come_from_wasi_random_in_the_component() {
+    let wasm = common::component("postgres");
+    let parent = fixtures().join("bootstrap/parent.yaml");
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_operon"))
+            .arg("reconcile")
+            .arg(&wasm)
+            .arg("--parent")
+            .arg(&parent)
+            .args(["-o", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let secret = v["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == "Secret" && c["metadata"]["name"] == "hippo-superuser")
+            .expect("the superuser Secret")
+            .clone();
+        secret["data"]["password"].as_str().unwrap().to_string()
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b, "two fresh passwords");
+    // 24 alphanumerics are 32 base64 characters without padding.
+    assert_eq!(a.len(), 32, "{a}");
+}
+
 #[test]
 fn inspect_shows_the_crd_and_owned_kinds() {
     let wasm = common::component("postgres");

@@ -5,10 +5,11 @@
 //!   server-side apply in dry-run, so the plugin's output is valid
 //!   Kubernetes, not just valid YAML;
 //! - `operon run` drives a PostgresCluster through its life: Ready with 3
-//!   instances and a primary; the scale subresource to 5 and to 2; a minor
-//!   image change rolled one instance at a time, primary last (from watched
-//!   StatefulSet changes); a new user's Secret and SQL Job; `paused`; and
-//!   deletion removing everything the cluster owned.
+//!   instances and a primary, its SQL Job and data load completed (kwok
+//!   completes Job Pods); a minor image change rolled one instance at a
+//!   time, primary last (from watched StatefulSet changes); the scale
+//!   subresource to 5 and to 2; a new user's Secret and SQL Job; `paused`;
+//!   and deletion removing everything the cluster owned.
 
 mod common;
 
@@ -344,6 +345,9 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
             "storage": {"size": "1Gi", "retentionPolicy": "Retain"},
             "users": [{"name": "app", "databases": ["app"]}],
             "databases": [{"name": "app", "owner": "app"}],
+            "dataLoads": [{"name": "seed", "database": "app", "table": "cities",
+                           "tableDefinition": "id int, name text",
+                           "source": {"configMap": "seed", "key": "cities.csv"}, "format": "csv"}],
             "metadata": {"labels": {"team": "e2e"}},
             // kwok restarts Pods in a moment; a long delay keeps a slow
             // machine from failing over during the rolling restart.
@@ -351,6 +355,14 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
         }
     }))
     .unwrap();
+    let seed: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "seed"}, "data": {"cities.csv": "id,name\n1,Lisbon\n"}
+    }))
+    .unwrap();
+    env.api()
+        .create(&PostParams::default(), &seed)
+        .await
+        .unwrap();
     api.create(&PostParams::default(), &parent).await.unwrap();
     let obj = wait_ready(&env, "pg", 3).await;
     let primary = obj["status"]["currentPrimary"]
@@ -361,29 +373,22 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
     assert_eq!(obj["status"]["phase"], "Running");
     assert_eq!(obj["status"]["version"], 16);
     assert_eq!(statefulsets(&env, "pg").await, ["pg-0", "pg-1", "pg-2"]);
+    // kwok completes Job Pods: the SQL Job, then the data load, succeed.
+    wait_until("users reconciled and the data load done", WAIT, || async {
+        let obj = serde_json::to_value(api.get("pg").await?)?;
+        let users = condition(&obj, "UsersReconciled").is_some_and(|c| c["status"] == "True");
+        let loads = obj["status"]["completedDataLoads"]
+            .as_array()
+            .map_or(0, Vec::len);
+        Ok((users && loads == 1).then_some(()))
+    })
+    .await
+    .unwrap();
     let services: Api<Service> = env.api();
     for s in ["pg-rw", "pg-ro", "pg-pods"] {
         let svc = services.get(s).await.unwrap();
         assert_eq!(svc.metadata.labels.as_ref().unwrap()["team"], "e2e", "{s}");
     }
-
-    // Scale through the scale subresource.
-    scale(&env, "pg", 5).await;
-    wait_ready(&env, "pg", 5).await;
-    assert_eq!(statefulsets(&env, "pg").await.len(), 5);
-    scale(&env, "pg", 2).await;
-    let obj = wait_ready(&env, "pg", 2).await;
-    assert_eq!(
-        obj["status"]["currentPrimary"],
-        primary.as_str(),
-        "the primary stays"
-    );
-    assert_eq!(statefulsets(&env, "pg").await, ["pg-0", "pg-1"]);
-    let pvcs: Api<PersistentVolumeClaim> = env.api();
-    assert!(
-        pvcs.get_opt("pg-4-data").await.unwrap().is_some(),
-        "Retain keeps the PVC"
-    );
 
     // A minor upgrade, watched: one instance at a time, primary last.
     let sts_api: Api<StatefulSet> = env.api();
@@ -427,7 +432,7 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
                 order.push(name.clone());
             }
             last.insert(name, sts);
-            if order.len() == 2 && last.values().all(settled) {
+            if order.len() == 3 && last.values().all(settled) {
                 return;
             }
         }
@@ -435,9 +440,31 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
     })
     .await;
     assert!(watched.is_ok(), "rolling update incomplete: {order:?}");
-    assert_eq!(order, ["pg-1", "pg-0"], "replica first, primary last");
-    let obj = wait_ready(&env, "pg", 2).await;
+    assert_eq!(
+        order,
+        ["pg-1", "pg-2", "pg-0"],
+        "replicas first, primary last"
+    );
+    let obj = wait_ready(&env, "pg", 3).await;
     assert_eq!(obj["status"]["image"], new_image);
+
+    // Scale through the scale subresource.
+    scale(&env, "pg", 5).await;
+    wait_ready(&env, "pg", 5).await;
+    assert_eq!(statefulsets(&env, "pg").await.len(), 5);
+    scale(&env, "pg", 2).await;
+    let obj = wait_ready(&env, "pg", 2).await;
+    assert_eq!(
+        obj["status"]["currentPrimary"],
+        primary.as_str(),
+        "the primary stays"
+    );
+    assert_eq!(statefulsets(&env, "pg").await, ["pg-0", "pg-1"]);
+    let pvcs: Api<PersistentVolumeClaim> = env.api();
+    assert!(
+        pvcs.get_opt("pg-4-data").await.unwrap().is_some(),
+        "Retain keeps the PVC"
+    );
 
     // A new user: its Secret and a SQL Job that creates it.
     patch_spec(
@@ -453,13 +480,27 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
     .await
     .unwrap();
     let jobs: Api<Job> = env.api();
-    wait_until("a SQL Job creating audit", WAIT, || async {
+    let sql_job = wait_until("a SQL Job creating audit", WAIT, || async {
         let found = jobs.list(&lp).await?.items.into_iter().find(|j| {
             serde_json::to_string(&j.spec)
                 .unwrap_or_default()
                 .contains("CREATE ROLE \\\"audit\\\"")
         });
         Ok(found)
+    })
+    .await
+    .unwrap();
+    let hash = sql_job
+        .metadata
+        .name
+        .unwrap()
+        .trim_start_matches("pg-sql-")
+        .to_string();
+    wait_until("UsersReconciled for the new SQL", WAIT, || async {
+        let obj = serde_json::to_value(api.get("pg").await?)?;
+        let ok = obj["status"]["usersReconciledHash"] == hash.as_str()
+            && condition(&obj, "UsersReconciled").is_some_and(|c| c["status"] == "True");
+        Ok(ok.then_some(()))
     })
     .await
     .unwrap();

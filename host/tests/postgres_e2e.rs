@@ -9,7 +9,8 @@
 //!   completes Job Pods); a minor image change rolled one instance at a
 //!   time, primary last (from watched StatefulSet changes); the scale
 //!   subresource to 5 and to 2; a new user's Secret and SQL Job; `paused`;
-//!   and deletion removing everything the cluster owned.
+//!   and deletion removing everything the cluster owned;
+//! - a primary that loses its Pod and volume fails over to the replica.
 
 mod common;
 
@@ -541,6 +542,96 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
             }
         }
         Ok(left.is_empty().then_some(()))
+    })
+    .await
+    .unwrap();
+    drop(host);
+}
+
+/// The primary loses its Pod and its volume (the Pod cannot be scheduled
+/// again): after `failover.delaySeconds` the replica is promoted, its Pod
+/// gets the label `-rw` selects, and the old primary's instance turns into
+/// a replica (it stays down here, without a volume to bind).
+#[tokio::test]
+async fn a_lost_primary_fails_over_to_the_replica() {
+    let env = TestEnv::new().await;
+    let _volumes = Volumes::create(&env, "fo", 2).await;
+    let host = Host::start(&env);
+    host.ready().await;
+    let api = cluster_api(&env);
+    let parent: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresCluster",
+        "metadata": {"name": "fo", "namespace": env.namespace},
+        "spec": {"version": 17, "instances": 2, "storage": {"size": "1Gi"},
+                 "failover": {"delaySeconds": 2}}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &parent).await.unwrap();
+    let obj = wait_ready(&env, "fo", 2).await;
+    assert_eq!(obj["status"]["currentPrimary"], "fo-0");
+
+    // The volume goes (its PV stays bound to the old claim), then the Pod.
+    let pvcs: Api<PersistentVolumeClaim> = env.api();
+    pvcs.delete("fo-0-data", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = env.api();
+    pods.delete("fo-0-0", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let obj = wait_until("fo-1 promoted", WAIT, || async {
+        let obj = serde_json::to_value(api.get("fo").await?)?;
+        Ok((obj["status"]["currentPrimary"] == "fo-1").then_some(obj))
+    })
+    .await
+    .unwrap();
+    let degraded = condition(&obj, "Degraded").cloned().unwrap_or_default();
+    let sts: Api<StatefulSet> = env.api();
+    let role = |s: &StatefulSet| {
+        s.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap()["postgres.operon.dev/role"]
+            .clone()
+    };
+    assert_eq!(
+        role(&sts.get("fo-1").await.unwrap()),
+        "primary",
+        "{degraded}"
+    );
+    assert_eq!(role(&sts.get("fo-0").await.unwrap()), "replica");
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let failed_over = wait_until("a FailedOver event", WAIT, || async {
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("FailedOver")))
+    })
+    .await
+    .unwrap();
+    let note = failed_over.note.unwrap_or_default();
+    assert!(note.contains("promoting fo-1"), "{note}");
+    // The new primary's Pod carries the label -rw selects.
+    wait_until("fo-1-0 labelled primary", WAIT, || async {
+        let pod = pods.get_opt("fo-1-0").await?;
+        Ok(pod
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("postgres.operon.dev/role"))
+                    == Some(&"primary".to_string())
+            })
+            .map(|_| ()))
     })
     .await
     .unwrap();

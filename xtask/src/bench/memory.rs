@@ -65,16 +65,29 @@ pub async fn section(setup: &Setup) -> Result<Section> {
         .iter()
         .map(|p| procfs::memory(*p))
         .collect::<Result<_>>()?;
+    // On a loaded two-core machine the API server may not get through
+    // every write in the time a benchmark run can spend: then memory is
+    // sampled anyway (each controller caches every parent as soon as it is
+    // created) and the section says how far the children had got.
+    let limit = Duration::from_secs(if setup.quick { 600 } else { 1200 });
     let watch = tokio::spawn(cluster::wait_converged(
         cluster.client.clone(),
         ns.clone(),
         n,
-        Duration::from_secs(1800),
+        limit,
         None,
     ));
     cluster::create_parents(&cluster.client, &ns, n, 0, 32).await?;
-    watch.await??;
-    let calm = wait_calm(&pids, 0.05, Duration::from_secs(180)).await?;
+    let (converged, calm) = match watch.await? {
+        Ok(_) => (
+            String::new(),
+            wait_calm(&pids, 0.05, Duration::from_secs(180)).await?,
+        ),
+        Err(e) => (
+            format!(" **Not converged**: {e:#}; sampled at that point."),
+            false,
+        ),
+    };
     let mut samples: Vec<Vec<procfs::Memory>> = vec![Vec::new(); pids.len()];
     for _ in 0..3 {
         for (i, p) in pids.iter().enumerate() {
@@ -104,11 +117,11 @@ pub async fn section(setup: &Setup) -> Result<Section> {
          Ready with its Deployment and Service; then, once both processes use under 5 % of a \
          core{calm}, RSS (`/proc/<pid>/status`) and PSS (`/proc/<pid>/smaps_rollup`), median of \
          3 samples 2 s apart. Each caches {n} parents, {n} Deployments and {n} Services (whole \
-         objects, managedFields included, as kube-runtime's reflectors keep them).\n",
+         objects, managedFields included, as kube-runtime's reflectors keep them).{converged}\n",
         calm = if calm {
             ""
         } else {
-            " (not reached within 180 s: sampled anyway)"
+            " (not reached: sampled anyway)"
         },
     )?;
     writeln!(

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use operon_sdk::conditions::{Condition, find_condition, set_condition};
+use operon_sdk::conditions::{Condition, set_condition};
 use operon_sdk::time::format_rfc3339;
 use operon_sdk::{Error, Event, Request, Response};
 use serde_json::Value;
@@ -282,6 +282,21 @@ fn set_cond(
     );
 }
 
+/// What [`Render::conclude`] needs to know of the instances.
+struct Outcome {
+    instances: usize,
+    existing: usize,
+    ready_count: i32,
+    all_ready: bool,
+    primary_name: Option<String>,
+    primary_ready: bool,
+    ever_ready: bool,
+    stopped: bool,
+    stale: bool,
+    upgrading: bool,
+    failed_over: bool,
+}
+
 struct Render<'a> {
     req: &'a Request,
     cl: &'a Cluster<'a>,
@@ -337,6 +352,14 @@ impl<'a> Render<'a> {
             }),
             config_hash: self.cl.config_hash(),
         }
+    }
+
+    fn event(&mut self, event: Event) {
+        self.resp = std::mem::take(&mut self.resp).event(event);
+    }
+
+    fn requeue(&mut self, after: Duration) {
+        self.resp = std::mem::take(&mut self.resp).requeue_after(after);
     }
 
     fn password(&mut self, secret: &str) -> String {
@@ -420,7 +443,7 @@ impl<'a> Render<'a> {
                     spec.version
                 ),
             });
-            self.resp = std::mem::take(&mut self.resp).event(Event::normal(
+            self.event(Event::normal(
                 "UpgradeStarted",
                 format!("major upgrade from PostgreSQL {v} to {}", spec.version),
             ));
@@ -428,63 +451,16 @@ impl<'a> Render<'a> {
 
         // Failover: a primary that is settled but not ready, for longer
         // than the delay, is replaced by the first ready replica.
-        let mut failed_over = false;
         self.status.primary_unavailable_since = None;
+        let mut failed_over = false;
         if let Some(p) = primary
             && spec.failover.enabled
             && !shutdown
             && upgrade.is_none()
-            && let Some(o) = observed.get(&p)
-            && o.current
-            && o.replicas == 1
-            && !o.ready
+            && let Some(c) = self.failover(p, &set, &observed)
         {
-            let since = self
-                .prev
-                .primary_unavailable_since
-                .as_deref()
-                .and_then(parse_rfc3339)
-                .unwrap_or(self.now);
-            let elapsed = self.now - since;
-            let candidate = set
-                .iter()
-                .copied()
-                .find(|c| *c != p && observed.get(c).is_some_and(|o| o.ready && !o.primary));
-            if elapsed >= spec.failover.delay_seconds {
-                match candidate {
-                    Some(c) => {
-                        primary = Some(c);
-                        failed_over = true;
-                        self.resp = std::mem::take(&mut self.resp).event(Event::warning(
-                            "FailedOver",
-                            format!(
-                                "primary {} unavailable for {elapsed}s: promoting {}",
-                                cl.instance_name(p),
-                                cl.instance_name(c)
-                            ),
-                        ));
-                    }
-                    None => {
-                        self.status.primary_unavailable_since = Some(format_rfc3339(since));
-                        self.degraded.push(format!(
-                            "primary {} is unavailable and no replica is ready to take over",
-                            cl.instance_name(p)
-                        ));
-                        self.resp =
-                            std::mem::take(&mut self.resp).requeue_after(Duration::from_secs(30));
-                    }
-                }
-            } else {
-                self.status.primary_unavailable_since = Some(format_rfc3339(since));
-                self.degraded.push(format!(
-                    "primary {} unavailable for {elapsed}s; failover after {}s",
-                    cl.instance_name(p),
-                    spec.failover.delay_seconds
-                ));
-                let wait = u64::try_from(spec.failover.delay_seconds - elapsed).unwrap_or(1);
-                self.resp =
-                    std::mem::take(&mut self.resp).requeue_after(Duration::from_secs(wait.max(1)));
-            }
+            primary = Some(c);
+            failed_over = true;
         }
 
         let primary_ready = primary
@@ -494,39 +470,7 @@ impl<'a> Render<'a> {
 
         // Major upgrade steps advance on what is observed.
         if let Some(u) = upgrade.as_mut() {
-            match u.step {
-                UpgradeStep::ShuttingDown => {
-                    if set
-                        .iter()
-                        .all(|o| observed.get(o).is_none_or(|s| s.stopped))
-                    {
-                        u.step = UpgradeStep::Upgrading;
-                        u.message = format!("running pg_upgrade {} -> {}", u.from, u.to);
-                    }
-                }
-                UpgradeStep::Upgrading => {
-                    let job = req.find_observed(
-                        "batch/v1",
-                        "Job",
-                        &format!("{}-upgrade-{}-to-{}", cl.name, u.from, u.to),
-                    );
-                    match job_state(job) {
-                        JobState::Succeeded => {
-                            u.step = UpgradeStep::Starting;
-                            u.message = format!("starting the instances on PostgreSQL {}", u.to);
-                        }
-                        JobState::Failed => {
-                            u.message = format!(
-                                "the pg_upgrade Job {}-upgrade-{}-to-{} failed: see its logs; delete it to retry",
-                                cl.name, u.from, u.to
-                            );
-                            self.degraded.push(u.message.clone());
-                        }
-                        _ => {}
-                    }
-                }
-                UpgradeStep::Starting => {}
-            }
+            self.advance_upgrade(u, &set, &observed);
         }
 
         let major = match &upgrade {
@@ -564,7 +508,7 @@ impl<'a> Render<'a> {
                     .or_else(|| stale.first().copied());
                 if let Some(n) = next {
                     let done = set.len() - stale.len() + 1;
-                    self.resp = std::mem::take(&mut self.resp).event(Event::normal(
+                    self.event(Event::normal(
                         "RollingUpdate",
                         format!(
                             "restarting {} ({}) with {} ({done}/{})",
@@ -726,7 +670,7 @@ impl<'a> Render<'a> {
         let existing = observed.keys().filter(|o| set.contains(o)).count();
         let previous = observed.len();
         if previous > 0 && previous != set.len() && !shutdown {
-            self.resp = std::mem::take(&mut self.resp).event(Event::normal(
+            self.event(Event::normal(
                 "Scaled",
                 format!(
                     "scaling from {previous} to {} instances (primary {} kept)",
@@ -748,7 +692,7 @@ impl<'a> Render<'a> {
                 children.push(cl.upgrade_job(&image, &cl.instance_name(p), u.from, u.to, wal));
             }
             if u.step == UpgradeStep::Starting && all_ready && emitted.len() == set.len() {
-                self.resp = std::mem::take(&mut self.resp).event(Event::normal(
+                self.event(Event::normal(
                     "Upgraded",
                     format!("upgraded from PostgreSQL {} to {}", u.from, u.to),
                 ));
@@ -777,74 +721,7 @@ impl<'a> Render<'a> {
         // once the users' Job succeeded.
         let primary_image = primary_image.unwrap_or_else(|| desired.image.clone());
         let can_run = primary_ready && !shutdown && !upgrading;
-        let mut sql_done = true;
-        if let Some(script) = sql::users_script(spec) {
-            let (hash, mut job) = cl.sql_job(&primary_image, &script);
-            let job_name = format!("{}-sql-{hash}", cl.name);
-            keep_job_template(req, &mut job);
-            let state = job_state(req.find_observed("batch/v1", "Job", &job_name));
-            if can_run || state != JobState::Absent {
-                children.push(job);
-            }
-            sql_done = state == JobState::Succeeded;
-            let (ok, reason, message) = match state {
-                JobState::Succeeded => (true, "SqlApplied", format!("Job {job_name} succeeded")),
-                JobState::Failed => {
-                    self.degraded.push(format!("SQL Job {job_name} failed"));
-                    (
-                        false,
-                        "SqlFailed",
-                        format!("Job {job_name} failed: see its logs"),
-                    )
-                }
-                JobState::Running => (false, "SqlRunning", format!("Job {job_name} is running")),
-                JobState::Absent => (
-                    false,
-                    "WaitingForPrimary",
-                    "the SQL Job starts once the primary is ready".to_string(),
-                ),
-            };
-            if state == JobState::Succeeded {
-                self.status.users_reconciled_hash = Some(hash);
-            } else {
-                self.status.users_reconciled_hash = self.prev.users_reconciled_hash.clone();
-            }
-            set_cond(
-                &mut self.status.conditions,
-                req,
-                "UsersReconciled",
-                ok,
-                reason,
-                &message,
-            );
-        } else {
-            set_cond(
-                &mut self.status.conditions,
-                req,
-                "UsersReconciled",
-                true,
-                "NothingToDo",
-                "spec has no users or databases",
-            );
-        }
-        for load in &spec.data_loads {
-            let (hash, mut job) = cl.load_job(&primary_image, load);
-            let job_name = format!("{}-load-{hash}", cl.name);
-            keep_job_template(req, &mut job);
-            let state = job_state(req.find_observed("batch/v1", "Job", &job_name));
-            let completed =
-                state == JobState::Succeeded || self.prev.completed_data_loads.contains(&hash);
-            if state != JobState::Absent || (!completed && can_run && sql_done) {
-                children.push(job);
-            }
-            if state == JobState::Failed {
-                self.degraded
-                    .push(format!("data load {} (Job {job_name}) failed", load.name));
-            }
-            if completed {
-                self.status.completed_data_loads.push(hash);
-            }
-        }
+        self.jobs(&mut children, &primary_image, can_run);
 
         if spec.pooler.enabled {
             let replicas = if shutdown || set.is_empty() {
@@ -856,19 +733,48 @@ impl<'a> Render<'a> {
         }
         self.resp = std::mem::take(&mut self.resp).children(children);
 
-        // Status.
-        let primary_name = primary.map(|p| cl.instance_name(p));
-        let stopped = set
-            .iter()
-            .all(|o| observed.get(o).is_none_or(|s| s.stopped));
+        self.status.image = Some(primary_image);
+        self.status.instance_statuses = statuses;
+        self.conclude(Outcome {
+            instances: set.len(),
+            existing,
+            ready_count,
+            all_ready,
+            primary_name: primary.map(|p| cl.instance_name(p)),
+            primary_ready,
+            ever_ready,
+            stopped: set
+                .iter()
+                .all(|o| observed.get(o).is_none_or(|s| s.stopped)),
+            stale: !stale.is_empty(),
+            upgrading,
+            failed_over,
+        });
+    }
+
+    /// Phase and conditions from what the reconcile found.
+    fn conclude(&mut self, o: Outcome) {
+        let Outcome {
+            instances: n,
+            existing,
+            ready_count,
+            all_ready,
+            primary_name,
+            primary_ready,
+            ever_ready,
+            stopped,
+            stale: stale_left,
+            upgrading,
+            failed_over,
+        } = o;
+        let req = self.req;
+        let shutdown = self.spec().shutdown;
         self.status.current_primary = primary_name.clone();
         self.status.instances = i32::try_from(existing).unwrap_or(i32::MAX);
         self.status.ready_instances = ready_count;
-        self.status.selector = cl.instance_selector();
-        self.status.image = Some(primary_image);
-        self.status.instance_statuses = statuses;
+        self.status.selector = self.cl.instance_selector();
+
         let ready = all_ready && primary_ready && !upgrading && !shutdown && !failed_over;
-        let stale_left = !stale.is_empty();
         let phase = if shutdown {
             if stopped { "Stopped" } else { "Stopping" }
         } else if upgrading {
@@ -893,8 +799,7 @@ impl<'a> Render<'a> {
                 primary_name.clone().unwrap_or_default()
             ));
         }
-        let n = set.len();
-        let (ok, reason, message) = if set.is_empty() {
+        let (ok, reason, message) = if n == 0 {
             (true, "NoInstances", "spec.instances is 0".to_string())
         } else if shutdown {
             (
@@ -961,6 +866,185 @@ impl<'a> Render<'a> {
         );
     }
 
+    /// The SQL Job (once the primary is ready) and the data loads (once
+    /// the SQL Job succeeded, each once), with `UsersReconciled`.
+    fn jobs(&mut self, children: &mut Vec<Value>, primary_image: &str, can_run: bool) {
+        let (cl, req, spec) = (self.cl, self.req, self.spec());
+        let mut sql_done = true;
+        if let Some(script) = sql::users_script(spec) {
+            let (hash, mut job) = cl.sql_job(primary_image, &script);
+            let job_name = format!("{}-sql-{hash}", cl.name);
+            keep_job_template(req, &mut job);
+            let state = job_state(req.find_observed("batch/v1", "Job", &job_name));
+            if can_run || state != JobState::Absent {
+                children.push(job);
+            }
+            sql_done = state == JobState::Succeeded;
+            let (ok, reason, message) = match state {
+                JobState::Succeeded => (true, "SqlApplied", format!("Job {job_name} succeeded")),
+                JobState::Failed => {
+                    self.degraded.push(format!("SQL Job {job_name} failed"));
+                    (
+                        false,
+                        "SqlFailed",
+                        format!("Job {job_name} failed: see its logs"),
+                    )
+                }
+                JobState::Running => (false, "SqlRunning", format!("Job {job_name} is running")),
+                JobState::Absent => (
+                    false,
+                    "WaitingForPrimary",
+                    "the SQL Job starts once the primary is ready".to_string(),
+                ),
+            };
+            if state == JobState::Succeeded {
+                self.status.users_reconciled_hash = Some(hash);
+            } else {
+                self.status.users_reconciled_hash = self.prev.users_reconciled_hash.clone();
+            }
+            set_cond(
+                &mut self.status.conditions,
+                req,
+                "UsersReconciled",
+                ok,
+                reason,
+                &message,
+            );
+        } else {
+            set_cond(
+                &mut self.status.conditions,
+                req,
+                "UsersReconciled",
+                true,
+                "NothingToDo",
+                "spec has no users or databases",
+            );
+        }
+        for load in &spec.data_loads {
+            let (hash, mut job) = cl.load_job(primary_image, load);
+            let job_name = format!("{}-load-{hash}", cl.name);
+            keep_job_template(req, &mut job);
+            let state = job_state(req.find_observed("batch/v1", "Job", &job_name));
+            let completed =
+                state == JobState::Succeeded || self.prev.completed_data_loads.contains(&hash);
+            if state != JobState::Absent || (!completed && can_run && sql_done) {
+                children.push(job);
+            }
+            if state == JobState::Failed {
+                self.degraded
+                    .push(format!("data load {} (Job {job_name}) failed", load.name));
+            }
+            if completed {
+                self.status.completed_data_loads.push(hash);
+            }
+        }
+    }
+
+    /// Moves a major upgrade to its next step once the current one is
+    /// observed complete: all instances stopped, then the Job succeeded.
+    fn advance_upgrade(
+        &mut self,
+        u: &mut UpgradeStatus,
+        set: &BTreeSet<u32>,
+        observed: &BTreeMap<u32, Observed>,
+    ) {
+        let (cl, req) = (self.cl, self.req);
+        match u.step {
+            UpgradeStep::ShuttingDown => {
+                if set
+                    .iter()
+                    .all(|o| observed.get(o).is_none_or(|s| s.stopped))
+                {
+                    u.step = UpgradeStep::Upgrading;
+                    u.message = format!("running pg_upgrade {} -> {}", u.from, u.to);
+                }
+            }
+            UpgradeStep::Upgrading => {
+                let job = req.find_observed(
+                    "batch/v1",
+                    "Job",
+                    &format!("{}-upgrade-{}-to-{}", cl.name, u.from, u.to),
+                );
+                match job_state(job) {
+                    JobState::Succeeded => {
+                        u.step = UpgradeStep::Starting;
+                        u.message = format!("starting the instances on PostgreSQL {}", u.to);
+                    }
+                    JobState::Failed => {
+                        u.message = format!(
+                            "the pg_upgrade Job {}-upgrade-{}-to-{} failed: see its logs; delete it to retry",
+                            cl.name, u.from, u.to
+                        );
+                        self.degraded.push(u.message.clone());
+                    }
+                    _ => {}
+                }
+            }
+            UpgradeStep::Starting => {}
+        }
+    }
+
+    /// The failover decision for primary `p`: the instance to promote,
+    /// if `p` has been settled but not ready for the delay and a replica is
+    /// ready. Records the wait in status, Degraded and the requeue.
+    fn failover(
+        &mut self,
+        p: u32,
+        set: &BTreeSet<u32>,
+        observed: &BTreeMap<u32, Observed>,
+    ) -> Option<u32> {
+        let spec = self.spec();
+        let cl = self.cl;
+        let o = observed.get(&p)?;
+        if !o.current || o.replicas != 1 || o.ready {
+            return None;
+        }
+        let since = self
+            .prev
+            .primary_unavailable_since
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .unwrap_or(self.now);
+        let elapsed = self.now - since;
+        let candidate = set
+            .iter()
+            .copied()
+            .find(|c| *c != p && observed.get(c).is_some_and(|o| o.ready && !o.primary));
+        if elapsed >= spec.failover.delay_seconds {
+            match candidate {
+                Some(c) => {
+                    self.event(Event::warning(
+                        "FailedOver",
+                        format!(
+                            "primary {} unavailable for {elapsed}s: promoting {}",
+                            cl.instance_name(p),
+                            cl.instance_name(c)
+                        ),
+                    ));
+                    return Some(c);
+                }
+                None => {
+                    self.status.primary_unavailable_since = Some(format_rfc3339(since));
+                    self.degraded.push(format!(
+                        "primary {} is unavailable and no replica is ready to take over",
+                        cl.instance_name(p)
+                    ));
+                    self.requeue(Duration::from_secs(30));
+                }
+            }
+        } else {
+            self.status.primary_unavailable_since = Some(format_rfc3339(since));
+            self.degraded.push(format!(
+                "primary {} unavailable for {elapsed}s; failover after {}s",
+                cl.instance_name(p),
+                spec.failover.delay_seconds
+            ));
+            let wait = u64::try_from(spec.failover.delay_seconds - elapsed).unwrap_or(1);
+            self.requeue(Duration::from_secs(wait.max(1)));
+        }
+        None
+    }
+
     /// `<name>-<ordinal>` → ordinal.
     fn ordinal(&self, instance: &str) -> Option<u32> {
         instance
@@ -1014,8 +1098,3 @@ const JOB_CONTROLLER_LABELS: [&str; 4] = [
     "batch.kubernetes.io/controller-uid",
     "batch.kubernetes.io/job-name",
 ];
-
-/// Whether a condition of the parent is true (for tests and callers).
-pub fn condition_true(status: &ClusterStatus, type_: &str) -> bool {
-    find_condition(&status.conditions, type_).is_some_and(Condition::is_true)
-}

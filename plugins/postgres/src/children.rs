@@ -427,9 +427,15 @@ impl Cluster<'_> {
     }
 
     /// The SQL Job for `script`, named by the hash of what it applies (the
-    /// script and where each password comes from), so a changed spec is a
-    /// new Job and an unchanged one is never re-run.
-    pub fn sql_job(&self, image: &str, script: &str) -> (String, Value) {
+    /// script, where each password comes from, and the generated passwords
+    /// themselves), so a changed spec, or a user Secret deleted to rotate
+    /// its password, is a new Job, and an unchanged one is never re-run.
+    pub fn sql_job(
+        &self,
+        image: &str,
+        script: &str,
+        passwords: &BTreeMap<String, String>,
+    ) -> (String, Value) {
         let mut env = self.job_env();
         let mut sources = vec![script.to_string()];
         let present = self
@@ -440,6 +446,9 @@ impl Cluster<'_> {
         for (i, user) in present.enumerate() {
             let (secret, key) = self.password_source(user);
             sources.push(format!("{secret}/{key}"));
+            if let Some(pw) = passwords.get(&user.name) {
+                sources.push(pw.clone());
+            }
             env.push(self.secret_env(&sql::password_env(i), &secret, &key));
         }
         env.push(json!({"name": "SQL", "value": script}));

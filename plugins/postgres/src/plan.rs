@@ -306,6 +306,8 @@ struct Render<'a> {
     status: ClusterStatus,
     progress: Vec<String>,
     degraded: Vec<String>,
+    /// Generated user passwords, by user: part of the SQL Job's name.
+    user_passwords: BTreeMap<String, String>,
 }
 
 impl<'a> Render<'a> {
@@ -322,6 +324,7 @@ impl<'a> Render<'a> {
             resp: Response::new(),
             progress: Vec::new(),
             degraded: Vec::new(),
+            user_passwords: BTreeMap::new(),
         }
     }
 
@@ -391,6 +394,7 @@ impl<'a> Render<'a> {
         {
             let secret = cl.user_secret(&user.name);
             let pw = self.password(&secret);
+            self.user_passwords.insert(user.name.clone(), pw.clone());
             let db = user.databases.first().map_or("postgres", String::as_str);
             children.push(cl.credentials_secret(&secret, &user.name, &pw, db));
         }
@@ -872,7 +876,7 @@ impl<'a> Render<'a> {
         let (cl, req, spec) = (self.cl, self.req, self.spec());
         let mut sql_done = true;
         if let Some(script) = sql::users_script(spec) {
-            let (hash, mut job) = cl.sql_job(primary_image, &script);
+            let (hash, mut job) = cl.sql_job(primary_image, &script, &self.user_passwords);
             let job_name = format!("{}-sql-{hash}", cl.name);
             keep_job_template(req, &mut job);
             let state = job_state(req.find_observed("batch/v1", "Job", &job_name));

@@ -839,3 +839,25 @@ fn without_a_record_of_the_applied_spec_nothing_is_pruned() {
         );
     }
 }
+
+#[test]
+fn deleting_a_user_secret_rotates_its_password_through_a_new_sql_job() {
+    let mut sim = scenario("running");
+    let sql_jobs = |resp: &Response| -> Vec<String> {
+        names(resp, "Job")
+            .into_iter()
+            .filter(|j| j.starts_with("hippo-sql-"))
+            .collect()
+    };
+    let before = sql_jobs(&sim.reconcile());
+    assert_eq!(
+        sql_jobs(&sim.reconcile()),
+        before,
+        "stable while nothing changes"
+    );
+    sim.objects
+        .remove(&("Secret".to_string(), "hippo-pguser-app".to_string()));
+    let after = sql_jobs(&sim.reconcile());
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "a new password is a new SQL Job");
+}

@@ -78,6 +78,8 @@ impl Recording {
         md.push_str("\n| share of samples | symbol |\n|---:|---|\n");
         for (pct, sym) in rows(&report("symbol", "1")?, 12) {
             let sym = sym.trim_start_matches("[.] ").trim_start_matches("[k] ");
+            // perf pads the column and may append its own empty columns.
+            let sym = sym.split("   ").next().unwrap_or(sym).trim();
             let sym: String = sym.chars().take(110).collect();
             md.push_str(&format!("| {pct} | `{}` |\n", sym.replace('|', "\\|")));
         }

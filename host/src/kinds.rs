@@ -3,7 +3,7 @@
 //! (plural, scope) and remembers it.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use kube::Client;
@@ -20,17 +20,29 @@ pub struct Resolved {
     pub namespaced: bool,
 }
 
-/// Resolves and remembers kinds.
+type Cache = RwLock<HashMap<(String, String, String), Resolved>>;
+
+/// Resolves and remembers kinds, and addresses them through one client.
 pub struct Kinds {
     client: Client,
-    cache: RwLock<HashMap<(String, String, String), Resolved>>,
+    cache: Arc<Cache>,
 }
 
 impl Kinds {
     pub fn new(client: Client) -> Kinds {
         Kinds {
             client,
-            cache: RwLock::default(),
+            cache: Arc::default(),
+        }
+    }
+
+    /// The same resolved kinds addressed through another client: with
+    /// `--impersonate` each plugin writes through a client that acts as its
+    /// ServiceAccount, while discovery is done once for all.
+    pub fn with_client(&self, client: Client) -> Kinds {
+        Kinds {
+            client,
+            cache: self.cache.clone(),
         }
     }
 

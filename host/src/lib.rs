@@ -12,6 +12,7 @@ pub mod contract;
 pub mod engine;
 pub mod kinds;
 pub mod plugin;
+pub mod rbac;
 pub mod runtime;
 pub mod server;
 pub mod time;

@@ -15,9 +15,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -31,75 +29,10 @@ use kube::api::{
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
+use common::host::Host;
+
 const WAIT: Duration = Duration::from_secs(180);
 const CLUSTER_LABEL: &str = "postgres.operon.dev/cluster";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `operon run` with the postgres plugin, in the test's namespace; killed
-/// on drop.
-struct Host {
-    child: Child,
-    health: String,
-    _dir: PathBuf,
-}
-
-impl Host {
-    fn start(env: &TestEnv) -> Host {
-        let dir = common::temp_dir(&format!("pg-plugins-{}", env.namespace));
-        let src = common::component("postgres");
-        std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
-        let health = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_operon"))
-            .args(["run", "--plugins"])
-            .arg(&dir)
-            .arg("--kubeconfig")
-            .arg(&env.kubeconfig_path)
-            .args(["--namespace", &env.namespace])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--health-addr", &health])
-            .args(["--backoff-base-ms", "100"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting operon run");
-        Host {
-            child,
-            health,
-            _dir: dir,
-        }
-    }
-
-    /// Waits until `/readyz` answers 200 (CRDs installed, caches synced).
-    async fn ready(&self) {
-        wait_until("operon /readyz to answer 200", WAIT, || async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let Ok(mut s) = tokio::net::TcpStream::connect(&self.health).await else {
-                return Ok(None);
-            };
-            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await?;
-            let mut buf = String::new();
-            s.read_to_string(&mut buf).await?;
-            Ok(buf.starts_with("HTTP/1.1 200").then_some(()))
-        })
-        .await
-        .unwrap();
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn fixtures() -> PathBuf {
     common::root().join("plugins/postgres/fixtures")
@@ -296,7 +229,7 @@ async fn patch_spec(env: &TestEnv, name: &str, spec: Value) {
 async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
     let env = TestEnv::new().await;
     let _volumes = Volumes::create(&env, "pg", 5).await;
-    let host = Host::start(&env);
+    let host = Host::start(&env, &["postgres"]);
     host.ready().await;
     let api = cluster_api(&env);
 
@@ -556,7 +489,7 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
 async fn a_lost_primary_fails_over_to_the_replica() {
     let env = TestEnv::new().await;
     let _volumes = Volumes::create(&env, "fo", 2).await;
-    let host = Host::start(&env);
+    let host = Host::start(&env, &["postgres"]);
     host.ready().await;
     let api = cluster_api(&env);
     let parent: DynamicObject = serde_json::from_value(json!({

@@ -3,161 +3,16 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(120);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `operon run`, stopped with SIGTERM when dropped.
-struct Host {
-    child: Child,
-    metrics: String,
-    health: String,
-    _dir: PathBuf,
-}
-
-impl Host {
-    fn start(env: &TestEnv, packages: &[&str]) -> Host {
-        Host::start_with(env, packages, &env.kubeconfig_path, &[])
-    }
-
-    fn start_with(
-        env: &TestEnv,
-        packages: &[&str],
-        kubeconfig: &std::path::Path,
-        extra: &[&str],
-    ) -> Host {
-        let dir = common::temp_dir(&format!("plugins-{}", env.namespace));
-        for p in packages {
-            let src = common::component(p);
-            std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
-        }
-        let (m, h) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_operon"))
-            .args(["run", "--plugins"])
-            .arg(&dir)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["--namespace", &env.namespace])
-            .args(extra)
-            .args(["--metrics-addr", &format!("127.0.0.1:{m}")])
-            .args(["--health-addr", &format!("127.0.0.1:{h}")])
-            .args(["--backoff-base-ms", "100"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting operon run");
-        Host {
-            child,
-            metrics: format!("127.0.0.1:{m}"),
-            health: format!("127.0.0.1:{h}"),
-            _dir: dir,
-        }
-    }
-
-    /// Waits until `/readyz` answers 200 (CRDs installed, caches synced).
-    async fn ready(&self) {
-        wait_until("operon /readyz to answer 200", WAIT, || async {
-            Ok(get(&self.health, "/readyz")
-                .await
-                .ok()
-                .filter(|(c, _)| *c == 200))
-        })
-        .await
-        .unwrap();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY-free: kill(2) through the `kill` command keeps the test
-        // free of libc bindings.
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A plain HTTP GET on loopback: (status code, body).
-async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await?;
-    let code = buf.split_whitespace().nth(1).unwrap_or("0").parse()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
-}
-
-fn memcached_api(env: &TestEnv) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "cache.operon.dev",
-        "v1alpha1",
-        "Memcached",
-    ));
-    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
-}
-
-/// Creates a Memcached in the test's namespace; returns it as stored.
-async fn create_memcached(env: &TestEnv, name: &str, size: i32) -> DynamicObject {
-    let parent: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
-        "metadata": {"name": name, "namespace": env.namespace},
-        "spec": {"size": size}
-    }))
-    .unwrap();
-    memcached_api(env)
-        .create(&PostParams::default(), &parent)
-        .await
-        .unwrap()
-}
-
-fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
-    obj.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == ty)
-}
-
-/// The metric's value from Prometheus text, summed over series whose label
-/// set contains `labels`.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use common::host::{
+    Host, WAIT, attempt_and_delay, condition, create_memcached, create_widget, event_notes,
+    events_about, get, memcached_api, metric, synced, widget_api,
+};
 
 #[tokio::test]
 async fn memcached_converges_follows_changes_and_recreates_children() {
@@ -291,67 +146,6 @@ async fn memcached_converges_follows_changes_and_recreates_children() {
         "operon run exits 0 on SIGTERM, got {status}"
     );
     env.cleanup().await.unwrap();
-}
-
-fn widget_api(env: &TestEnv) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("test.operon.dev", "v1", "Widget"));
-    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
-}
-
-async fn create_widget(env: &TestEnv, name: &str, spec: Value) {
-    let w: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "test.operon.dev/v1", "kind": "Widget",
-        "metadata": {"name": name, "namespace": env.namespace}, "spec": spec
-    }))
-    .unwrap();
-    widget_api(env)
-        .create(&PostParams::default(), &w)
-        .await
-        .unwrap();
-}
-
-/// The widget's Synced condition once it has the wanted status.
-async fn synced(env: &TestEnv, name: &str, want: &str) -> Value {
-    let api = widget_api(env);
-    wait_until(&format!("widget {name} Synced={want}"), WAIT, || async {
-        let v = serde_json::to_value(api.get(name).await?)?;
-        Ok(condition(&v, "Synced")
-            .filter(|c| c["status"] == want)
-            .cloned())
-    })
-    .await
-    .unwrap()
-}
-
-/// The notes of the events recorded about an object, by reason.
-async fn event_notes(env: &TestEnv, name: &str, reason: &str) -> Vec<String> {
-    use k8s_openapi::api::events::v1::Event;
-    let events: Api<Event> = env.api();
-    events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .map(|e| e.note.unwrap_or_default())
-        .collect()
-}
-
-async fn events_about(env: &TestEnv, name: &str, reason: &str) -> usize {
-    event_notes(env, name, reason).await.len()
-}
-
-/// (attempt, planned delay in ms) from a retry note
-/// "... (attempt 3; next try in 412ms)".
-fn attempt_and_delay(note: &str) -> Option<(u32, u64)> {
-    let rest = note.rsplit_once("(attempt ")?.1;
-    let (attempt, rest) = rest.split_once("; next try in ")?;
-    Some((
-        attempt.parse().ok()?,
-        rest.strip_suffix("ms)")?.parse().ok()?,
-    ))
 }
 
 #[tokio::test]

@@ -112,6 +112,7 @@ pub async fn apply(kinds: &Kinds, plugin: &str, child: &Value) -> anyhow::Result
     let params = PatchParams::apply(&field_manager(plugin)).force();
     api.patch(name, &params, &Patch::Apply(child))
         .await
+        .map_err(super::concise)
         .with_context(|| format!("server-side apply of {what} failed"))
 }
 
@@ -171,7 +172,9 @@ pub async fn prune(
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
                 tracing::debug!(plugin, child = %what, "child already gone or replaced")
             }
-            Err(e) => return Err(e).with_context(|| format!("pruning {what} failed")),
+            Err(e) => {
+                return Err(super::concise(e)).with_context(|| format!("pruning {what} failed"));
+            }
         }
     }
     Ok(deleted)

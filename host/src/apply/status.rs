@@ -208,6 +208,7 @@ pub async fn patch(
         &Patch::Merge(json!({ "status": diff })),
     )
     .await
+    .map_err(super::concise)
     .with_context(|| {
         format!(
             "patching the status of {} failed",

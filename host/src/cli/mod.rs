@@ -6,6 +6,7 @@
 
 mod input;
 mod inspect;
+mod rbac;
 mod reconcile;
 mod run;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Run the controllers of a plugin directory against a cluster.
     Run(run::Args),
+    /// Print the RBAC objects `operon run --impersonate` needs (YAML).
+    Rbac(rbac::Args),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +135,7 @@ impl Cli {
             Command::Reconcile(args) => reconcile::run(&engine, args),
             Command::Inspect(args) => inspect::run(&engine, args),
             Command::Run(args) => run::run(engine, args),
+            Command::Rbac(args) => rbac::run(&engine, args),
         }
     }
 }

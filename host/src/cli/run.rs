@@ -49,6 +49,16 @@ pub struct Args {
     /// Seconds in-flight reconciles get to finish on SIGTERM.
     #[arg(long, value_name = "S", default_value_t = 30)]
     pub grace_s: u64,
+    /// Send each plugin's writes as its ServiceAccount in this namespace
+    /// (`operon-plugin-<name>`, or the grant's `serviceAccount`), so RBAC
+    /// enforces its grant a second time. `operon rbac` prints the objects.
+    #[arg(long, value_name = "NS")]
+    pub impersonate: Option<String>,
+    /// Test hook: apply answers without checking them against the grants,
+    /// to show that `--impersonate` still stops what the grant forbids.
+    /// Never use it in production.
+    #[arg(long, hide = true)]
+    pub unsafe_skip_grant_checks: bool,
 }
 
 pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
@@ -60,18 +70,17 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
         health_addr: args.health_addr,
         concurrency: args.concurrency,
         install_crds: !args.skip_crds,
-        grants: match &args.grants {
-            Some(path) => crate::plugin::GrantsFile::read(path)?,
-            None => crate::plugin::GrantsFile::default(),
-        },
+        grants: super::rbac::grants(args.grants.as_deref())?,
         controller: Options {
             workers: args.workers,
             backoff: runtime::Backoff {
                 base: Duration::from_millis(args.backoff_base_ms),
                 max: Duration::from_secs(args.backoff_max_s),
             },
+            enforce_grants: !args.unsafe_skip_grant_checks,
         },
         grace: Duration::from_secs(args.grace_s),
+        impersonate: args.impersonate.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -19,7 +19,8 @@
 //!     patches: [postgres.operon.dev/v1alpha1/PostgresCluster]
 //!     secrets: false
 //!     namespaces: parent          # or: all, or a list [team-a, team-b]
-//!     limits: {memoryMib: 64, timeoutMs: 500, maxChildren: 100}
+//!     limits: {memoryMib: 64, timeoutMs: 500, maxChildren: 100, concurrency: 2}
+//!     serviceAccount: operon-scaling  # with --impersonate; default operon-plugin-<name>
 //! ```
 
 use std::collections::BTreeMap;
@@ -88,6 +89,10 @@ pub struct LimitsSpec {
     pub fuel: Option<u64>,
     pub max_children: Option<usize>,
     pub output_kib: Option<usize>,
+    /// Reconciles (instances) of this plugin at once: its admission limit,
+    /// so a burst of its parents cannot take every slot of the shared
+    /// instance pool. Default: `operon run --workers`.
+    pub concurrency: Option<usize>,
 }
 
 /// One plugin's grant. Kinds are written `group/version/Kind` or
@@ -108,6 +113,9 @@ pub struct Grant {
     pub namespaces: Namespaces,
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// The ServiceAccount (in the `--impersonate` namespace) this plugin's
+    /// writes act as. Default: `operon-plugin-<name>`.
+    pub service_account: Option<String>,
 }
 
 /// (group, kind) of a grant entry.
@@ -160,6 +168,7 @@ impl Grant {
             secrets: reg.capabilities.secrets,
             namespaces: Namespaces::Word(NamespaceWord::All),
             limits: LimitsSpec::default(),
+            service_account: None,
         }
     }
 

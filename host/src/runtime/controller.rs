@@ -14,22 +14,27 @@ use std::time::{Duration, Instant};
 
 use kube::api::DynamicObject;
 use serde_json::Value;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Semaphore, SemaphorePermit, broadcast};
 
 use super::cache::{CacheReader, Caches, Change, KindWatch};
 use super::queue::{Backoff, Priority, WorkQueue};
 use crate::apply::status::{self, Synced};
 use crate::apply::{self, ApplyError, events, finalizer};
 use crate::contract::{Gvk, PluginError, RelatedMapping, Request};
+use crate::kinds::Kinds;
 use crate::plugin::{CallContext, CallError, Plugin};
 use crate::server::Metrics;
 
 /// Settings of a controller.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Reconciles of this plugin at once.
+    /// Calls of this plugin at once (reconciles and `map-related`): its
+    /// admission limit on the shared instance pool.
     pub workers: usize,
     pub backoff: Backoff,
+    /// Check answers against the grant before applying (always, except
+    /// under the `--unsafe-skip-grant-checks` test hook).
+    pub enforce_grants: bool,
 }
 
 impl Default for Options {
@@ -37,8 +42,18 @@ impl Default for Options {
         Options {
             workers: 4,
             backoff: Backoff::default(),
+            enforce_grants: true,
         }
     }
+}
+
+/// What every controller of a host shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub caches: Arc<Caches>,
+    pub metrics: Arc<Metrics>,
+    /// Reconciles at once across all plugins.
+    pub global: Arc<Semaphore>,
 }
 
 /// The controller of one plugin.
@@ -49,14 +64,23 @@ pub struct Controller {
     /// Every kind acquired (to release on stop).
     acquired: Vec<Gvk>,
     caches: Arc<Caches>,
+    /// Where this plugin's writes go: the host's client, or one acting as
+    /// the plugin's ServiceAccount (`--impersonate`).
+    writer: Arc<Kinds>,
     queue: WorkQueue,
     metrics: Arc<Metrics>,
     global: Arc<Semaphore>,
+    /// The plugin's admission limit: `options.workers` calls at once.
+    admission: Semaphore,
     options: Options,
     config: Vec<(String, String)>,
     /// Keys that failed permanently, with the parent generation then: not
     /// retried until the generation changes.
     permanent: Mutex<HashMap<String, Option<i64>>>,
+    /// Parents (key → uid) whose finalizer this host removed. Until the
+    /// watch delivers their deletion, the cache may still show them with
+    /// the finalizer; remembering them keeps the finalizing call to once.
+    finalized: Mutex<HashMap<String, String>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -82,12 +106,16 @@ impl Controller {
     /// their changes; workers start with [`Controller::run`].
     pub async fn start(
         plugin: Arc<Plugin>,
-        caches: Arc<Caches>,
-        metrics: Arc<Metrics>,
-        global: Arc<Semaphore>,
+        shared: &Shared,
+        writer: Arc<Kinds>,
         options: Options,
         config: Vec<(String, String)>,
     ) -> anyhow::Result<Arc<Controller>> {
+        let Shared {
+            caches,
+            metrics,
+            global,
+        } = shared.clone();
         let reg = plugin.registration().clone();
         let mut acquired = Vec::new();
         let parent = caches.acquire(&reg.parent.kind).await?;
@@ -114,12 +142,15 @@ impl Controller {
             owned,
             acquired,
             caches,
+            writer,
             queue: WorkQueue::new(options.backoff),
             metrics,
             global,
+            admission: Semaphore::new(options.workers.max(1)),
             options,
             config,
             permanent: Mutex::default(),
+            finalized: Mutex::default(),
             tasks: Mutex::default(),
         });
         // Subscribe before listing the store, so no change falls between.
@@ -220,7 +251,7 @@ impl Controller {
                         Change::Applied(o, p) => (o, *p),
                         Change::Deleted(o) => (o, Priority::High),
                     };
-                    for k in self.keys_for(obj, &route) {
+                    for k in self.keys_for(obj, &route).await {
                         self.queue.add(&k, prio);
                         self.metrics.workqueue_adds_total(self.name());
                     }
@@ -241,7 +272,7 @@ impl Controller {
     }
 
     /// Which parents a change concerns.
-    fn keys_for(&self, obj: &DynamicObject, route: &Route) -> Vec<String> {
+    async fn keys_for(&self, obj: &DynamicObject, route: &Route) -> Vec<String> {
         let ns = obj.metadata.namespace.as_deref();
         match route {
             Route::Parent => vec![key(ns, obj.metadata.name.as_deref().unwrap_or_default())],
@@ -268,11 +299,11 @@ impl Controller {
                     })
                     .collect()
             }
-            Route::Related(mapping) => self.map_related(obj, mapping),
+            Route::Related(mapping) => self.map_related(obj, mapping).await,
         }
     }
 
-    fn map_related(&self, obj: &DynamicObject, mapping: &RelatedMapping) -> Vec<String> {
+    async fn map_related(&self, obj: &DynamicObject, mapping: &RelatedMapping) -> Vec<String> {
         let ns = obj.metadata.namespace.as_deref();
         let value = serde_json::to_value(obj).unwrap_or(Value::Null);
         match mapping {
@@ -300,6 +331,7 @@ impl Controller {
                 .collect(),
             RelatedMapping::Custom => {
                 let ctx = self.call_context("map-related");
+                let _admitted = self.admit().await;
                 match self.plugin.map(&value.to_string(), &ctx) {
                     Ok(refs) => refs
                         .iter()
@@ -312,6 +344,24 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Waits for one of the plugin's admission slots; the slot is held (and
+    /// counted in flight) until the returned guard drops.
+    async fn admit(&self) -> Option<Admitted<'_>> {
+        let permit = match self.admission.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                self.metrics.plugin_admission_wait(self.name());
+                self.admission.acquire().await.ok()?
+            }
+        };
+        self.metrics.plugin_inflight(self.name(), 1);
+        Some(Admitted {
+            _permit: permit,
+            metrics: &self.metrics,
+            plugin: self.name(),
+        })
     }
 
     fn call_context(&self, subject: &str) -> CallContext {
@@ -352,6 +402,10 @@ impl Controller {
         let (ns, name) = split(key);
         let Some(parent_obj) = self.parent.get(ns, name) else {
             // Deleted: its children go with it (ownerReferences).
+            self.finalized
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
             return "success";
         };
         let parent = self.parent.to_json(&parent_obj);
@@ -361,11 +415,22 @@ impl Controller {
         if deleting && !(reg.finalizer && finalizer::has(&parent, &fin)) {
             return "success";
         }
+        let uid = parent_obj.metadata.uid.clone().unwrap_or_default();
+        if deleting
+            && self
+                .finalized
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key)
+                == Some(&uid)
+        {
+            // Finalized already; the cache has not caught up yet.
+            return "success";
+        }
         if !deleting
             && reg.finalizer
             && !finalizer::has(&parent, &fin)
-            && let Err(e) =
-                finalizer::add(self.caches.kinds(), &self.parent.kind, &parent, &fin).await
+            && let Err(e) = finalizer::add(&self.writer, &self.parent.kind, &parent, &fin).await
         {
             tracing::warn!(plugin = self.name(), parent = key, error = %format!("{e:#}"), "adding the finalizer failed");
             self.queue.retry(key);
@@ -385,7 +450,6 @@ impl Controller {
                 None => {}
             }
         }
-        let uid = parent_obj.metadata.uid.clone().unwrap_or_default();
         let observed: Vec<Value> = self
             .owned
             .iter()
@@ -411,7 +475,9 @@ impl Controller {
         request.finalizing = deleting;
         let plugin = self.plugin.clone();
         let ctx = self.call_context(key);
+        let admitted = self.admit().await;
         let called = tokio::task::spawn_blocking(move || plugin.reconcile(&request, &ctx)).await;
+        drop(admitted);
         let (result, stats) = match called {
             Ok(r) => r,
             Err(e) => {
@@ -442,13 +508,16 @@ impl Controller {
             }
         };
         let applied = apply::apply_outcome(
-            self.caches.kinds(),
+            &self.writer,
             self.name(),
             reg,
             &parent,
             &observed,
             &outcome,
-            self.plugin.limits().max_children,
+            apply::Checks {
+                max_children: self.plugin.limits().max_children,
+                enforce_grants: self.options.enforce_grants,
+            },
         )
         .await;
         if let Err(e) = applied {
@@ -473,16 +542,21 @@ impl Controller {
         self.patch_status(&parent, outcome.status.as_ref(), Synced::ok())
             .await;
         for event in &outcome.events {
-            events::record(self.caches.kinds().client(), &parent, self.name(), event).await;
+            events::record(self.writer.client(), &parent, self.name(), event).await;
         }
         if deleting
             && outcome.finalized
-            && let Err(e) =
-                finalizer::remove(self.caches.kinds(), &self.parent.kind, &parent, &fin).await
+            && let Err(e) = finalizer::remove(&self.writer, &self.parent.kind, &parent, &fin).await
         {
             tracing::warn!(plugin = self.name(), parent = key, error = %format!("{e:#}"), "removing the finalizer failed");
             self.queue.retry(key);
             return "error";
+        }
+        if deleting && outcome.finalized {
+            self.finalized
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key.to_string(), uid);
         }
         self.queue.forget(key);
         match outcome.requeue_after_ms {
@@ -527,7 +601,7 @@ impl Controller {
         self.patch_status(parent, None, Synced::failed(reason, message))
             .await;
         let event = events::host_event(crate::contract::EventType::Warning, "ReconcileError", note);
-        events::record(self.caches.kinds().client(), parent, self.name(), &event).await;
+        events::record(self.writer.client(), parent, self.name(), &event).await;
         "error"
     }
 
@@ -546,7 +620,7 @@ impl Controller {
         if !status::changed(&new, current) {
             return;
         }
-        if let Err(e) = status::patch(self.caches.kinds(), &self.parent.kind, parent, &new).await {
+        if let Err(e) = status::patch(&self.writer, &self.parent.kind, parent, &new).await {
             tracing::warn!(plugin = self.name(), error = %format!("{e:#}"), "status patch failed");
         }
     }
@@ -554,6 +628,19 @@ impl Controller {
     /// Failures recorded for a key (tests and debugging).
     pub fn failures(&self, key: &str) -> u32 {
         self.queue.failures(key)
+    }
+}
+
+/// A held admission slot: counted in flight until dropped.
+struct Admitted<'a> {
+    _permit: SemaphorePermit<'a>,
+    metrics: &'a Metrics,
+    plugin: &'a str,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.metrics.plugin_inflight(self.plugin, -1);
     }
 }
 

@@ -4,6 +4,7 @@
 mod cache;
 mod controller;
 mod crds;
+mod identity;
 mod queue;
 
 use std::net::SocketAddr;
@@ -15,7 +16,8 @@ use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
 pub use cache::{CacheReader, Caches, Change, KindWatch};
-pub use controller::{Controller, Options};
+pub use controller::{Controller, Options, Shared};
+pub use identity::{Identity, default_account};
 pub use queue::{Backoff, Item, Priority, WorkQueue};
 
 use crate::engine::{Engine, Limits};
@@ -40,12 +42,20 @@ pub struct RunOptions {
     pub controller: Options,
     /// How long in-flight reconciles may take to finish on shutdown.
     pub grace: Duration,
+    /// `--impersonate NS`: each plugin writes as its ServiceAccount in NS.
+    pub impersonate: Option<String>,
 }
 
 /// A Kubernetes client from a kubeconfig file, or the usual defaults
 /// (`KUBECONFIG`, `~/.kube/config`, in-cluster).
 pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
+    kube::Client::try_from(config(kubeconfig).await?).context("building the Kubernetes client")
+}
+
+/// The client configuration [`client`] uses (kept to derive impersonating
+/// clients from).
+pub async fn config(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -56,8 +66,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
         None => kube::Config::infer()
             .await
             .context("finding a kubeconfig")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    })
 }
 
 /// Every component (`*.wasm`) in a directory, loaded and validated. One bad
@@ -99,7 +108,9 @@ pub fn load_plugins(
 /// Runs until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     let plugins = load_plugins(&engine, &options.plugins_dir, &options.grants)?;
-    let client = client(options.kubeconfig.as_deref()).await?;
+    let config = config(options.kubeconfig.as_deref()).await?;
+    let client =
+        kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -133,20 +144,33 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
         options.namespace.clone(),
         metrics.clone(),
     ));
-    let global = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let shared = Shared {
+        caches: caches.clone(),
+        metrics: metrics.clone(),
+        global: Arc::new(Semaphore::new(options.concurrency.max(1))),
+    };
+    if !options.controller.enforce_grants {
+        tracing::warn!(
+            "--unsafe-skip-grant-checks: answers are applied without checking them against the grants (a test hook)"
+        );
+    }
     let mut controllers = Vec::new();
     for plugin in plugins {
         metrics.plugin_active_revision(plugin.name(), &plugin.info().digest[..12]);
-        let config = Vec::new();
-        let c = Controller::start(
-            plugin,
-            caches.clone(),
-            metrics.clone(),
-            global.clone(),
-            options.controller.clone(),
-            config,
-        )
-        .await?;
+        let grant = options.grants.grant_for(plugin.registration());
+        let writer = match &options.impersonate {
+            Some(ns) => {
+                let id = Identity::for_plugin(ns, plugin.name(), &grant);
+                tracing::info!(plugin = plugin.name(), user = %id.user(), "writes impersonate the plugin's ServiceAccount");
+                Arc::new(caches.kinds().with_client(id.client(&config)?))
+            }
+            None => caches.kinds().clone(),
+        };
+        let mut controller_options = options.controller.clone();
+        if let Some(n) = grant.limits.concurrency {
+            controller_options.workers = n;
+        }
+        let c = Controller::start(plugin, &shared, writer, controller_options, Vec::new()).await?;
         c.run();
         controllers.push(c);
     }

@@ -324,6 +324,9 @@ pub struct Metrics {
     plugin_traps: Family,
     plugin_memory: Family,
     plugin_revision: Family,
+    plugin_inflight: Family,
+    plugin_inflight_peak: Family,
+    plugin_admission_waits: Family,
     watches: Family,
     watch_events: Family,
 }
@@ -410,6 +413,24 @@ impl Metrics {
                 Gauge,
                 &["plugin", "revision"],
             ),
+            plugin_inflight: Family::new(
+                "operon_plugin_inflight",
+                "Plugin calls (instances) in flight now.",
+                Gauge,
+                &["plugin"],
+            ),
+            plugin_inflight_peak: Family::new(
+                "operon_plugin_inflight_peak",
+                "Most plugin calls (instances) in flight at once since the start: never above the plugin's admission limit.",
+                Gauge,
+                &["plugin"],
+            ),
+            plugin_admission_waits: Family::new(
+                "operon_plugin_admission_waits_total",
+                "Plugin calls that waited because the plugin had its admission limit of calls in flight.",
+                Counter,
+                &["plugin"],
+            ),
             watches: Family::new(
                 "operon_watches",
                 "Number of open watches per kind (plugins share one watch per kind).",
@@ -425,7 +446,7 @@ impl Metrics {
         }
     }
 
-    fn families(&self) -> [&Family; 13] {
+    fn families(&self) -> [&Family; 16] {
         [
             &self.reconcile_total,
             &self.reconcile_time,
@@ -438,6 +459,9 @@ impl Metrics {
             &self.plugin_traps,
             &self.plugin_memory,
             &self.plugin_revision,
+            &self.plugin_inflight,
+            &self.plugin_inflight_peak,
+            &self.plugin_admission_waits,
             &self.watches,
             &self.watch_events,
         ]
@@ -502,6 +526,27 @@ impl Metrics {
             Key(Box::new([plugin.into(), revision.into()])),
             Value::Scalar(1.0),
         );
+    }
+
+    /// One more (`+1`) or one fewer (`-1`) call of the plugin in flight; the
+    /// peak gauge keeps the largest count seen.
+    pub fn plugin_inflight(&self, plugin: &str, delta: i64) {
+        let mut now = 0.0;
+        self.plugin_inflight.update(&[plugin], |v| {
+            if let Value::Scalar(x) = v {
+                *x += delta as f64;
+                now = *x;
+            }
+        });
+        self.plugin_inflight_peak.update(&[plugin], |v| {
+            if let Value::Scalar(x) = v {
+                *x = x.max(now);
+            }
+        });
+    }
+
+    pub fn plugin_admission_wait(&self, plugin: &str) {
+        self.plugin_admission_waits.add(&[plugin], 1.0);
     }
 
     pub fn watches(&self, kind: &str, value: i64) {

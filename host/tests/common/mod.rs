@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod host;
+
 use std::path::PathBuf;
 
 /// The workspace root.

@@ -6,6 +6,8 @@
 //! - `forbidden`: a ConfigMap and a Secret, a kind it does not own (the
 //!   host must refuse the whole answer and apply nothing);
 //! - `panic`: a trap on every call;
+//! - `spin`: a loop that never ends (stopped by the time limit), to hold an
+//!   instance as long as the limit allows;
 //! - `elsewhere`: a child in another namespace (refused).
 //!
 //! It asks for a finalizer and answers the finalizing call with an event.
@@ -49,6 +51,13 @@ impl Reconciler for Widgets {
             "retryable" => Err(Error::retryable("database not reachable")),
             "permanent" => Err(Error::permanent("spec.mode permanent is not supported")),
             "panic" => panic!("widget {name} cannot be reconciled"),
+            "spin" => {
+                // Opaque to the optimizer, so the loop stays real work.
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             "elsewhere" => Ok(Response::new().child(config_map(&name, Some("kube-system")))),
             "forbidden" => Ok(Response::new()
                 .child(config_map(&name, ns))

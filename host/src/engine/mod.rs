@@ -17,14 +17,14 @@
 //!   (no per-instruction accounting), and enough to stop a runaway loop.
 
 mod cache;
+mod clock;
 mod limits;
 mod output;
 pub mod state;
 mod trap;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
-use std::thread;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
@@ -82,6 +82,10 @@ pub struct Engine {
 
 struct Inner {
     wasmtime: wasmtime::Engine,
+    /// Advances the epoch while calls are in flight (`None`: no time limit).
+    clock: Option<Arc<clock::Clock>>,
+    /// What the clock thread ticks, through a weak reference.
+    _ticked: Arc<wasmtime::Engine>,
     linker: Linker<StoreState>,
     cache: Option<CompileCache>,
     config: EngineConfig,
@@ -124,15 +128,16 @@ impl Engine {
             Some(dir) => Some(CompileCache::new(dir.clone(), &wasmtime)?),
             None => None,
         };
+        let ticked = Arc::new(wasmtime.clone());
+        let clock = config.epoch.then(|| start_epoch_clock(&ticked));
         let inner = Arc::new(Inner {
             wasmtime,
+            clock,
+            _ticked: ticked,
             linker,
             cache,
             config,
         });
-        if inner.config.epoch {
-            start_epoch_clock(Arc::downgrade(&inner));
-        }
         Ok(Engine { inner })
     }
 
@@ -159,6 +164,8 @@ impl Engine {
 
     /// A fresh store for one call, with the limits applied.
     pub fn store(&self, state: StoreState, limits: &Limits) -> wasmtime::Result<Store<StoreState>> {
+        let mut state = state;
+        state.ticking = self.inner.clock.as_ref().map(|c| c.ticking());
         let mut store = Store::new(&self.inner.wasmtime, state);
         store.limiter(|s| &mut s.limiter);
         let ticks = limits
@@ -174,22 +181,29 @@ impl Engine {
     }
 }
 
-/// Ticks the epoch until the engine is dropped. A weak reference, so the
-/// thread never keeps the engine alive.
-fn start_epoch_clock(inner: Weak<Inner>) {
-    let spawned = thread::Builder::new()
-        .name("operon-epoch".into())
-        .spawn(move || {
-            while let Some(inner) = inner.upgrade() {
-                inner.wasmtime.increment_epoch();
-                drop(inner);
-                thread::sleep(EPOCH_TICK);
-            }
-        });
-    if let Err(e) = spawned {
-        // Without the clock no time limit fires; say so loudly rather than
-        // run plugins unbounded without notice.
-        tracing::error!(error = %e, "could not start the epoch clock: time limits are off");
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(clock) = &self.clock {
+            clock.stop();
+        }
+    }
+}
+
+/// Starts the clock that advances the epoch while calls run. The thread
+/// holds only a weak reference, so it never keeps the engine alive.
+fn start_epoch_clock(ticked: &Arc<wasmtime::Engine>) -> Arc<clock::Clock> {
+    match clock::Clock::start(
+        Arc::downgrade(ticked),
+        wasmtime::Engine::increment_epoch,
+        EPOCH_TICK,
+    ) {
+        Ok(clock) => clock,
+        Err(e) => {
+            // Without the clock no time limit fires; say so loudly rather
+            // than run plugins unbounded without notice.
+            tracing::error!(error = %e, "could not start the epoch clock: time limits are off");
+            Arc::new(clock::Clock::default())
+        }
     }
 }
 

@@ -31,6 +31,8 @@ pub struct StoreState {
     subject: String,
     /// The parent's namespace, for namespace grants.
     namespace: Option<String>,
+    /// Keeps the epoch clock ticking while this store lives.
+    pub(crate) ticking: Option<super::clock::Ticking>,
 }
 
 /// The parts of a call's environment that the caller chooses.
@@ -73,6 +75,7 @@ impl StoreState {
             plugin: env.plugin,
             subject: env.subject,
             namespace: env.namespace,
+            ticking: None,
         }
     }
 

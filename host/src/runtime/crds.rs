@@ -8,7 +8,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 /// Server-side applies each CRD (field manager `operon`) and waits until
-/// the API server reports it Established, so discovery finds the kind.
+/// the API server reports it Established and discovery serves the kind.
 pub async fn install(client: &kube::Client, plugin: &str, crds: &[String]) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for text in crds {
@@ -40,15 +40,45 @@ pub async fn install(client: &kube::Client, plugin: &str, crds: &[String]) -> an
                     cs.iter()
                         .any(|c| c.type_ == "Established" && c.status == "True")
                 });
-            if established {
-                tracing::info!(plugin, crd = %name, "CRD installed and established");
+            // Established is not yet served: the API server's discovery
+            // can lag behind it (seen with two hosts installing the same
+            // CRD at once), and every later lookup goes through discovery.
+            if established && served(client, &crd).await {
+                tracing::info!(plugin, crd = %name, "CRD installed, established and served");
                 break;
             }
             if Instant::now() > deadline {
-                bail!("CRD {name} of plugin {plugin} was not Established within 60 s");
+                bail!("CRD {name} of plugin {plugin} was not Established and served within 60 s");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     Ok(())
+}
+
+/// Whether discovery serves every served version of the CRD's kind.
+async fn served(client: &kube::Client, crd: &serde_json::Value) -> bool {
+    let group = crd.pointer("/spec/group").and_then(|g| g.as_str());
+    let kind = crd.pointer("/spec/names/kind").and_then(|k| k.as_str());
+    let (Some(group), Some(kind)) = (group, kind) else {
+        return true;
+    };
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for v in versions {
+        if v.get("served").and_then(|s| s.as_bool()) == Some(false) {
+            continue;
+        }
+        let Some(version) = v.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        if kube::discovery::pinned_kind(client, &gvk).await.is_err() {
+            return false;
+        }
+    }
+    true
 }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 use super::common::{finish, memcached_crd, run, up_to_date, write_if_changed};
 use super::go::{cargo_install, componentize_embedded, reactor_adapter, wasm_tools};
@@ -143,26 +143,7 @@ fn ensure_clang() -> Result<()> {
     if have {
         return Ok(());
     }
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if !is_root || Command::new("apt-get").arg("--version").output().is_err() {
-        bail!(
-            "the C example needs clang with a wasm32-wasi sysroot: install the Debian packages {}",
-            APT_PACKAGES.join(" ")
-        );
-    }
-    eprintln!(
-        "xtask: c: installing {} with apt-get",
-        APT_PACKAGES.join(" ")
-    );
-    run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-qq"])
-        .args(APT_PACKAGES))
-    .context("installing the C toolchain")
+    super::common::apt_install("the C example", &APT_PACKAGES)
 }
 
 #[cfg(test)]

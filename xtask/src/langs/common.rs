@@ -118,3 +118,29 @@ pub fn finish(lang: &str, tmp: &Path, out: &Path) -> Result<PathBuf> {
     );
     Ok(out.to_path_buf())
 }
+
+/// Installs Debian packages with apt-get for `what` (e.g. "the C example"),
+/// as root; otherwise fails saying which packages to install.
+pub fn apt_install(what: &str, packages: &[&str]) -> Result<()> {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let have_apt = Command::new("apt-get").arg("--version").output().is_ok();
+    if !is_root || !have_apt {
+        bail!(
+            "{what} needs the Debian packages {}: install them",
+            packages.join(" ")
+        );
+    }
+    eprintln!(
+        "xtask: installing {} with apt-get for {what}",
+        packages.join(" ")
+    );
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq"])
+        .args(packages))
+    .with_context(|| format!("installing {}", packages.join(" ")))
+}

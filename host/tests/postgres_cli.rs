@@ -11,6 +11,20 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// `operon <args>`, which must succeed; its stdout as JSON.
+fn operon_json(args: &[&std::ffi::OsStr]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn fixtures() -> PathBuf {
     common::root().join("plugins/postgres/fixtures")
 }
@@ -168,20 +182,14 @@ fn passwords_come_from_wasi_random_in_the_component() {
     let wasm = common::component("postgres");
     let parent = fixtures().join("bootstrap/parent.yaml");
     let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_operon"))
-            .arg("reconcile")
-            .arg(&wasm)
-            .arg("--parent")
-            .arg(&parent)
-            .args(["-o", "json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = operon_json(&[
+            "reconcile".as_ref(),
+            wasm.as_os_str(),
+            "--parent".as_ref(),
+            parent.as_os_str(),
+            "-o".as_ref(),
+            "json".as_ref(),
+        ]);
         let secret = v["children"]
             .as_array()
             .unwrap()
@@ -200,22 +208,13 @@ fn passwords_come_from_wasi_random_in_the_component() {
 #[test]
 fn inspect_shows_the_crd_and_owned_kinds() {
     let wasm = common::component("postgres");
-    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
-        .args([
-            "inspect",
-            wasm.to_str().unwrap(),
-            "-o",
-            "json",
-            "--no-cache",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = operon_json(&[
+        "inspect".as_ref(),
+        wasm.as_os_str(),
+        "-o".as_ref(),
+        "json".as_ref(),
+        "--no-cache".as_ref(),
+    ]);
     let reg = &v["registration"];
     assert_eq!(reg["name"], "postgres");
     assert_eq!(reg["crds"][0]["spec"]["names"]["shortNames"][0], "pgc");

@@ -1,0 +1,222 @@
+//! Which of a schedule's backups to keep.
+//!
+//! The rules of restic's and borg's `forget`: a completed backup stays if
+//! any `keep*` rule selects it (the newest `keepLast`; the newest of each
+//! of the last `keepDaily` days and `keepWeekly` weeks that have one) and
+//! it is younger than `maxAge` and its own ttl. With no `keep*` rule every
+//! completed backup is selected. Backups still pending or running are
+//! never pruned (their Job would be killed mid-copy), and a failed backup
+//! stays only while it is newer than the newest completed one, so the
+//! latest failure remains visible until a success replaces it.
+
+use std::collections::BTreeSet;
+
+use crate::spec::Retention;
+
+/// What retention needs to know of one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub name: String,
+    pub state: State,
+    /// Completion time for completed backups, else when it was made
+    /// (seconds since the epoch).
+    pub time: i64,
+    /// Past its ttl (`status.expiresAt`).
+    pub expired: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Active,
+    Completed,
+    Failed,
+}
+
+/// The names to keep, given the retention, now, the schedule's zone
+/// offset (days and weeks are the zone's) and `max_age` in seconds.
+pub fn keep(
+    backups: &[Candidate],
+    retention: &Retention,
+    max_age: Option<i64>,
+    now: i64,
+    offset: i64,
+) -> BTreeSet<String> {
+    let mut kept = BTreeSet::new();
+    let mut completed: Vec<&Candidate> = backups
+        .iter()
+        .filter(|b| b.state == State::Completed)
+        .collect();
+    completed.sort_by(|a, b| (b.time, &b.name).cmp(&(a.time, &a.name))); // newest first
+    let newest_completed = completed.first().map(|b| b.time);
+    for b in backups {
+        match b.state {
+            State::Active => {
+                kept.insert(b.name.clone());
+            }
+            State::Failed if newest_completed.is_none_or(|t| b.time > t) => {
+                kept.insert(b.name.clone());
+            }
+            _ => {}
+        }
+    }
+    let alive: Vec<&Candidate> = completed
+        .into_iter()
+        .filter(|b| !b.expired && max_age.is_none_or(|age| now - b.time <= age))
+        .collect();
+    let rules = [
+        retention.keep_last,
+        retention.keep_daily,
+        retention.keep_weekly,
+    ];
+    if rules.iter().all(Option::is_none) {
+        kept.extend(alive.iter().map(|b| b.name.clone()));
+        return kept;
+    }
+    let count = |n: Option<i64>| usize::try_from(n.unwrap_or(0)).unwrap_or(0);
+    kept.extend(
+        alive
+            .iter()
+            .take(count(retention.keep_last))
+            .map(|b| b.name.clone()),
+    );
+    let day = |t: i64| (t + offset).div_euclid(86_400);
+    // Days since the epoch → the Monday starting its ISO week (1970-01-01 was a Thursday).
+    let week = |t: i64| (day(t) + 3).div_euclid(7);
+    for (n, bucket) in [
+        (count(retention.keep_daily), &day as &dyn Fn(i64) -> i64),
+        (count(retention.keep_weekly), &week),
+    ] {
+        let mut seen = BTreeSet::new();
+        for b in &alive {
+            if seen.len() == n {
+                break;
+            }
+            if seen.insert(bucket(b.time)) {
+                kept.insert(b.name.clone()); // the newest of its bucket
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+    // 2026-01-05, a Monday, 00:00 UTC.
+    const MONDAY: i64 = 1_767_571_200;
+
+    fn done(name: &str, time: i64) -> Candidate {
+        Candidate {
+            name: name.into(),
+            state: State::Completed,
+            time,
+            expired: false,
+        }
+    }
+
+    fn names(set: BTreeSet<String>) -> Vec<String> {
+        set.into_iter().collect()
+    }
+
+    fn retention(last: Option<i64>, daily: Option<i64>, weekly: Option<i64>) -> Retention {
+        Retention {
+            keep_last: last,
+            keep_daily: daily,
+            keep_weekly: weekly,
+            max_age: None,
+        }
+    }
+
+    #[test]
+    fn keep_last_takes_the_newest() {
+        let b = [done("a", 1), done("b", 2), done("c", 3)];
+        let kept = keep(&b, &retention(Some(2), None, None), None, 10, 0);
+        assert_eq!(names(kept), ["b", "c"]);
+    }
+
+    #[test]
+    fn no_rule_keeps_everything_younger_than_max_age() {
+        let b = [done("old", MONDAY - 10 * DAY), done("new", MONDAY - DAY)];
+        let kept = keep(&b, &Retention::default(), Some(7 * DAY), MONDAY, 0);
+        assert_eq!(names(kept), ["new"]);
+        let kept = keep(&b, &Retention::default(), None, MONDAY, 0);
+        assert_eq!(names(kept), ["new", "old"]);
+    }
+
+    #[test]
+    fn daily_and_weekly_keep_the_newest_of_each() {
+        // Two a day for 15 days back from Monday 12:00.
+        let mut b = Vec::new();
+        for d in 0..15 {
+            for h in [1, 12] {
+                b.push(done(
+                    &format!("d{d:02}h{h:02}"),
+                    MONDAY - d * DAY + h * 3600,
+                ));
+            }
+        }
+        let kept = keep(&b, &retention(None, Some(3), None), None, MONDAY + DAY, 0);
+        assert_eq!(names(kept), ["d00h12", "d01h12", "d02h12"]);
+        // Weeks start on Monday: d00 is this week, d01..d07 the last, d08..d14 the one before.
+        let kept = keep(&b, &retention(None, None, Some(3)), None, MONDAY + DAY, 0);
+        assert_eq!(names(kept), ["d00h12", "d01h12", "d08h12"]);
+        // The rules add up.
+        let kept = keep(
+            &b,
+            &retention(Some(1), Some(2), None),
+            None,
+            MONDAY + DAY,
+            0,
+        );
+        assert_eq!(names(kept), ["d00h12", "d01h12"]);
+        // In a zone 2 h east, 23:00 UTC Sunday is already Monday.
+        let late = [done("sun", MONDAY - 3600), done("sat", MONDAY - DAY - 3600)];
+        let utc = keep(&late, &retention(None, None, Some(1)), None, MONDAY, 0);
+        assert_eq!(names(utc), ["sun"]);
+        let east = keep(&late, &retention(None, None, Some(2)), None, MONDAY, 7200);
+        assert_eq!(names(east), ["sat", "sun"]);
+    }
+
+    #[test]
+    fn active_always_stay_failed_only_while_newest() {
+        let b = [
+            done("ok", 10),
+            Candidate {
+                name: "run".into(),
+                state: State::Active,
+                time: 1,
+                expired: false,
+            },
+            Candidate {
+                name: "failed-old".into(),
+                state: State::Failed,
+                time: 5,
+                expired: false,
+            },
+            Candidate {
+                name: "failed-new".into(),
+                state: State::Failed,
+                time: 20,
+                expired: false,
+            },
+        ];
+        let kept = keep(&b, &retention(Some(1), None, None), None, 30, 0);
+        assert_eq!(names(kept), ["failed-new", "ok", "run"]);
+    }
+
+    #[test]
+    fn expired_backups_go_whatever_the_rules() {
+        let mut b = done("expired", 5);
+        b.expired = true;
+        let kept = keep(
+            &[b, done("fresh", 6)],
+            &retention(Some(5), None, None),
+            None,
+            10,
+            0,
+        );
+        assert_eq!(names(kept), ["fresh"]);
+    }
+}

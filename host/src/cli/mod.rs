@@ -6,6 +6,7 @@
 
 mod input;
 mod inspect;
+mod plugins;
 mod rbac;
 mod reconcile;
 mod run;
@@ -53,6 +54,9 @@ pub enum Command {
     Run(run::Args),
     /// Print the RBAC objects `operon run --impersonate` needs (YAML).
     Rbac(rbac::Args),
+    /// What a running host runs: revisions, shadow candidates, rejected
+    /// builds; roll a plugin back.
+    Plugins(plugins::Args),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,12 +134,17 @@ impl Cli {
 
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), Failure> {
+        if let Command::Plugins(args) = &self.command {
+            // Talks to a running host; no engine needed.
+            return plugins::run(args);
+        }
         let engine = self.engine()?;
         match &self.command {
             Command::Reconcile(args) => reconcile::run(&engine, args),
             Command::Inspect(args) => inspect::run(&engine, args),
             Command::Run(args) => run::run(engine, args),
             Command::Rbac(args) => rbac::run(&engine, args),
+            Command::Plugins(args) => plugins::run(args),
         }
     }
 }

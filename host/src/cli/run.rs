@@ -25,6 +25,10 @@ pub struct Args {
     /// Address of /healthz and /readyz.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9091")]
     pub health_addr: SocketAddr,
+    /// Address of the admin endpoint `operon plugins` talks to (loopback
+    /// only: it can roll plugins back and has no authentication).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9092")]
+    pub admin_addr: SocketAddr,
     /// Reconciles at once across all plugins.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub concurrency: usize,
@@ -59,6 +63,30 @@ pub struct Args {
     /// Never use it in production.
     #[arg(long, hide = true)]
     pub unsafe_skip_grant_checks: bool,
+    /// How often the plugin directory is checked for new, changed or
+    /// removed components, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub watch_interval_ms: u64,
+    /// How long a component that fails to load must stay unchanged before
+    /// it is rejected (a copy still in progress gets this long), in
+    /// milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub settle_ms: u64,
+    /// Revisions kept loaded per plugin (instant rollback targets).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub keep_revisions: usize,
+    /// Reconciles of a new revision judged for automatic rollback (one pass
+    /// over all parents when there are fewer).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub rollback_window: usize,
+    /// Fraction of those that may fail before the host returns to the
+    /// previous revision (when that one was healthy).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.5)]
+    pub rollback_threshold: f64,
+    /// Never roll back on its own; a failing revision stays until
+    /// `operon plugins rollback` or a new build.
+    #[arg(long)]
+    pub no_auto_rollback: bool,
 }
 
 pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
@@ -68,6 +96,7 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
         namespace: args.namespace.clone(),
         metrics_addr: args.metrics_addr,
         health_addr: args.health_addr,
+        admin_addr: args.admin_addr,
         concurrency: args.concurrency,
         install_crds: !args.skip_crds,
         grants: super::rbac::grants(args.grants.as_deref())?,
@@ -81,6 +110,16 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
         },
         grace: Duration::from_secs(args.grace_s),
         impersonate: args.impersonate.clone(),
+        swap: runtime::SwapOptions {
+            watch_interval: Duration::from_millis(args.watch_interval_ms.max(10)),
+            settle: Duration::from_millis(args.settle_ms),
+            keep: args.keep_revisions,
+            rollback: runtime::RollbackPolicy {
+                enabled: !args.no_auto_rollback,
+                window: args.rollback_window.max(1),
+                threshold: args.rollback_threshold.clamp(0.0, 1.0),
+            },
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

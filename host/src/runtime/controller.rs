@@ -18,6 +18,8 @@ use tokio::sync::{Semaphore, SemaphorePermit, broadcast};
 
 use super::cache::{CacheReader, Caches, Change, KindWatch};
 use super::queue::{Backoff, Priority, WorkQueue};
+use super::revisions::{RollbackPolicy, Tracker, Verdict};
+use super::shadow::{self, ShadowSlot};
 use crate::apply::status::{self, Synced};
 use crate::apply::{self, ApplyError, events, finalizer};
 use crate::contract::{Gvk, PluginError, RelatedMapping, Request};
@@ -56,9 +58,33 @@ pub struct Shared {
     pub global: Arc<Semaphore>,
 }
 
+/// What ties a controller to the plugin's revisions: a controller runs one
+/// revision (a swap starts another controller); its tracker judges that
+/// revision, and the shadow slot (shared by all of the plugin's
+/// controllers) holds the candidate to dry-run beside it.
+#[derive(Clone)]
+pub struct RevisionHooks {
+    pub tracker: Arc<Tracker>,
+    pub shadow: Arc<ShadowSlot>,
+    /// Called when the tracker says the revision must go (with why).
+    pub on_failing: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl RevisionHooks {
+    /// No probation, no candidate: a controller outside hot swap.
+    pub fn none() -> RevisionHooks {
+        RevisionHooks {
+            tracker: Arc::new(Tracker::new(RollbackPolicy::default(), None)),
+            shadow: Arc::default(),
+            on_failing: Arc::new(|_| {}),
+        }
+    }
+}
+
 /// The controller of one plugin.
 pub struct Controller {
     plugin: Arc<Plugin>,
+    hooks: RevisionHooks,
     parent: Arc<KindWatch>,
     owned: Vec<Arc<KindWatch>>,
     /// Every kind acquired (to release on stop).
@@ -81,7 +107,11 @@ pub struct Controller {
     /// watch delivers their deletion, the cache may still show them with
     /// the finalizer; remembering them keeps the finalizing call to once.
     finalized: Mutex<HashMap<String, String>>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tasks routing watch changes to the queue (aborted on stop).
+    routes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Worker tasks (they end on their own once the queue shuts down and
+    /// the reconcile in hand is done).
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// `namespace/name` (empty namespace for cluster-scoped parents).
@@ -110,6 +140,7 @@ impl Controller {
         writer: Arc<Kinds>,
         options: Options,
         config: Vec<(String, String)>,
+        hooks: RevisionHooks,
     ) -> anyhow::Result<Arc<Controller>> {
         let Shared {
             caches,
@@ -118,26 +149,41 @@ impl Controller {
         } = shared.clone();
         let reg = plugin.registration().clone();
         let mut acquired = Vec::new();
-        let parent = caches.acquire(&reg.parent.kind).await?;
-        acquired.push(reg.parent.kind.clone());
-        let mut owned = Vec::new();
-        for gvk in &reg.owns {
-            owned.push(caches.acquire(gvk).await?);
-            acquired.push(gvk.clone());
-        }
-        let mut related = Vec::new();
-        for r in &reg.related {
-            related.push((caches.acquire(&r.kind).await?, r.mapping.clone()));
-            acquired.push(r.kind.clone());
-        }
-        for gvk in &reg.capabilities.reads {
-            if !acquired.iter().any(|a| a.same_kind(gvk)) {
-                caches.acquire(gvk).await?;
+        let watches = async {
+            let parent = caches.acquire(&reg.parent.kind).await?;
+            acquired.push(reg.parent.kind.clone());
+            let mut owned = Vec::new();
+            for gvk in &reg.owns {
+                owned.push(caches.acquire(gvk).await?);
                 acquired.push(gvk.clone());
             }
-        }
+            let mut related = Vec::new();
+            for r in &reg.related {
+                related.push((caches.acquire(&r.kind).await?, r.mapping.clone()));
+                acquired.push(r.kind.clone());
+            }
+            for gvk in &reg.capabilities.reads {
+                if !acquired.iter().any(|a| a.same_kind(gvk)) {
+                    caches.acquire(gvk).await?;
+                    acquired.push(gvk.clone());
+                }
+            }
+            anyhow::Ok((parent, owned, related))
+        };
+        let (parent, owned, related) = match watches.await {
+            Ok(w) => w,
+            Err(e) => {
+                // A failed start (say, a kind the cluster does not serve)
+                // must not leave watches open behind it.
+                for gvk in &acquired {
+                    caches.release(gvk);
+                }
+                return Err(e);
+            }
+        };
         let controller = Arc::new(Controller {
             plugin,
+            hooks,
             parent,
             owned,
             acquired,
@@ -151,7 +197,8 @@ impl Controller {
             config,
             permanent: Mutex::default(),
             finalized: Mutex::default(),
-            tasks: Mutex::default(),
+            routes: Mutex::default(),
+            workers: Mutex::default(),
         });
         // Subscribe before listing the store, so no change falls between.
         let mut tasks = Vec::new();
@@ -170,7 +217,7 @@ impl Controller {
             ));
         }
         controller
-            .tasks
+            .routes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(tasks);
@@ -180,6 +227,30 @@ impl Controller {
 
     pub fn name(&self) -> &str {
         self.plugin.name()
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Parents in the cache now.
+    pub fn parent_count(&self) -> usize {
+        self.parent.all().len()
+    }
+
+    /// Takes over what the controller of the previous revision knew that
+    /// the caches do not: which parents it finalized (so a deletion still
+    /// in flight is not finalized twice).
+    pub fn inherit(&self, previous: &Controller) {
+        let done = previous
+            .finalized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.finalized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(done);
     }
 
     /// Waits until every watch of this controller has its initial list.
@@ -207,40 +278,80 @@ impl Controller {
 
     /// Starts the workers.
     pub fn run(self: &Arc<Self>) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         for _ in 0..self.options.workers.max(1) {
-            tasks.push(tokio::spawn(self.clone().work()));
+            workers.push(tokio::spawn(self.clone().work()));
         }
     }
 
-    /// Stops taking work; returns when in-flight reconciles are done (or
-    /// `grace` has passed). Watches are released (closed if unshared).
+    /// Stops taking work; returns when in-flight reconciles are done
+    /// (applied, status written) or `grace` has passed. Watches are
+    /// released (closed if no other controller uses them).
     pub async fn stop(&self, grace: Duration) {
         self.queue.shutdown();
-        let tasks: Vec<_> =
-            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in std::mem::take(&mut *self.routes.lock().unwrap_or_else(PoisonError::into_inner)) {
+            // Routing tasks never end on their own.
+            t.abort();
+        }
+        let workers: Vec<_> =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
         let deadline = Instant::now() + grace;
-        for t in tasks {
+        for mut t in workers {
             let left = deadline.saturating_duration_since(Instant::now());
-            if tokio::time::timeout(left, async {
-                // Routing tasks never end on their own.
-                if !t.is_finished() {
-                    t.abort();
-                }
-                let _ = t.await;
-            })
-            .await
-            .is_err()
-            {
+            if tokio::time::timeout(left, &mut t).await.is_err() {
                 tracing::warn!(
                     plugin = self.name(),
                     "a reconcile did not finish within the grace period"
                 );
+                t.abort();
             }
         }
         for gvk in &self.acquired {
             self.caches.release(gvk);
         }
+    }
+
+    /// Counts one reconcile for the revision and acts on the verdict.
+    fn judge(&self, failure: Option<&str>) {
+        self.metrics.revision_reconcile(
+            self.name(),
+            &self.plugin.info().digest[..12],
+            failure.is_none(),
+        );
+        match self.hooks.tracker.record(failure) {
+            Verdict::Pending => {}
+            Verdict::Healthy => tracing::info!(
+                plugin = self.name(),
+                revision = &self.plugin.info().digest[..12],
+                "the new revision passed its probation"
+            ),
+            Verdict::RollBack(why) => (self.hooks.on_failing)(why),
+        }
+    }
+
+    /// Compares the candidate's dry run with the active answer; nothing of
+    /// the candidate is applied.
+    fn compare_shadow(
+        &self,
+        key: &str,
+        candidate: &shadow::Candidate,
+        active: &Result<crate::contract::Outcome, CallError>,
+        dry: &Result<crate::contract::Outcome, CallError>,
+    ) {
+        let (difference, failed) = match (active, dry) {
+            (Ok(a), Ok(c)) => (shadow::diff(a, c), false),
+            (Ok(_), Err(e)) => (Some(format!("the candidate failed: {e}")), true),
+            (Err(e), Ok(_)) => (
+                Some(format!(
+                    "the active revision failed ({e}); the candidate answered"
+                )),
+                false,
+            ),
+            (Err(_), Err(_)) => (None, false),
+        };
+        self.metrics
+            .shadow_reconcile(self.name(), candidate.label(), difference.is_some(), failed);
+        candidate.record(key, difference, failed);
     }
 
     async fn route(self: Arc<Self>, mut rx: broadcast::Receiver<Change>, route: Route) {
@@ -475,11 +586,26 @@ impl Controller {
         request.finalizing = deleting;
         let plugin = self.plugin.clone();
         let ctx = self.call_context(key);
+        let candidate = self.hooks.shadow.get();
         let admitted = self.admit().await;
-        let called = tokio::task::spawn_blocking(move || plugin.reconcile(&request, &ctx)).await;
+        let called = tokio::task::spawn_blocking(move || {
+            let (result, stats) = plugin.reconcile(&request, &ctx);
+            // The shadow candidate answers the same request, in dry run.
+            let dry = candidate.map(|c| {
+                let answer = c.plugin.reconcile(&request, &ctx).0;
+                (c, answer)
+            });
+            (result, stats, dry)
+        })
+        .await;
         drop(admitted);
         let (result, stats) = match called {
-            Ok(r) => r,
+            Ok((result, stats, dry)) => {
+                if let Some((candidate, answer)) = dry {
+                    self.compare_shadow(key, &candidate, &result, &answer);
+                }
+                (result, stats)
+            }
             Err(e) => {
                 tracing::error!(plugin = self.name(), parent = key, error = %e, "reconcile task failed");
                 self.queue.retry(key);
@@ -502,6 +628,7 @@ impl Controller {
                     }
                     CallError::InvalidOutput(_) => ("InvalidOutput", false),
                 };
+                self.judge(Some(&format!("{reason}: {e}")));
                 return self
                     .fail(key, &parent, generation, reason, &e.to_string(), retry)
                     .await;
@@ -523,6 +650,7 @@ impl Controller {
         if let Err(e) = applied {
             return match e {
                 ApplyError::Invalid(m) => {
+                    self.judge(Some(&format!("InvalidOutput: {m}")));
                     self.fail(key, &parent, generation, "InvalidOutput", &m, false)
                         .await
                 }
@@ -539,6 +667,7 @@ impl Controller {
                 }
             };
         }
+        self.judge(None);
         self.patch_status(&parent, outcome.status.as_ref(), Synced::ok())
             .await;
         for event in &outcome.events {

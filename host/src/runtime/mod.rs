@@ -5,7 +5,11 @@ mod cache;
 mod controller;
 mod crds;
 mod identity;
+mod plugin_dir;
 mod queue;
+mod revisions;
+mod shadow;
+mod supervisor;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,9 +20,12 @@ use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
 pub use cache::{CacheReader, Caches, Change, KindWatch};
-pub use controller::{Controller, Options, Shared};
+pub use controller::{Controller, Options, RevisionHooks, Shared};
 pub use identity::{Identity, default_account};
+pub use plugin_dir::{FileId, Role};
 pub use queue::{Backoff, Item, Priority, WorkQueue};
+pub use revisions::RollbackPolicy;
+pub use supervisor::{AdminHandle, AdminReply, AdminRequest, Supervisor, SwapOptions};
 
 use crate::engine::{Engine, Limits};
 use crate::kinds::Kinds;
@@ -34,6 +41,8 @@ pub struct RunOptions {
     pub namespace: Option<String>,
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
+    /// Where `operon plugins` reaches the host (loopback only).
+    pub admin_addr: SocketAddr,
     /// Reconciles at once across all plugins.
     pub concurrency: usize,
     pub install_crds: bool,
@@ -44,6 +53,7 @@ pub struct RunOptions {
     pub grace: Duration,
     /// `--impersonate NS`: each plugin writes as its ServiceAccount in NS.
     pub impersonate: Option<String>,
+    pub swap: SwapOptions,
 }
 
 /// A Kubernetes client from a kubeconfig file, or the usual defaults
@@ -69,9 +79,9 @@ pub async fn config(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
     })
 }
 
-/// Every component (`*.wasm`) in a directory, loaded and validated. One bad
-/// file fails the start with its name and reason: a host that silently ran
-/// without a plugin would be worse.
+/// Every active component (`<name>.wasm`, not `<name>.candidate.wasm`) in a
+/// directory, loaded and validated. One bad file fails with its name and
+/// reason: a host that silently ran without a plugin would be worse.
 pub fn load_plugins(
     engine: &Engine,
     dir: &Path,
@@ -80,7 +90,12 @@ pub fn load_plugins(
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading the plugin directory {}", dir.display()))?
         .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(FileId::parse)
+                .is_some_and(|id| id.role == Role::Active)
+        })
         .collect();
     paths.sort();
     let mut plugins: Vec<Arc<Plugin>> = Vec::new();
@@ -107,7 +122,12 @@ pub fn load_plugins(
 
 /// Runs until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
-    let plugins = load_plugins(&engine, &options.plugins_dir, &options.grants)?;
+    if !options.admin_addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--admin-addr {} is not a loopback address: the admin endpoint (operon plugins) can roll plugins back and has no authentication",
+            options.admin_addr
+        );
+    }
     let config = config(options.kubeconfig.as_deref()).await?;
     let client =
         kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
@@ -133,11 +153,6 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     .await?;
     tracing::info!(%metrics_at, %health_at, "serving /metrics, /healthz and /readyz");
 
-    if options.install_crds {
-        for plugin in &plugins {
-            crds::install(&client, plugin.name(), &plugin.registration().crds).await?;
-        }
-    }
     let kinds = Arc::new(Kinds::new(client.clone()));
     let caches = Arc::new(Caches::new(
         kinds,
@@ -154,26 +169,15 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
             "--unsafe-skip-grant-checks: answers are applied without checking them against the grants (a test hook)"
         );
     }
-    let mut controllers = Vec::new();
-    for plugin in plugins {
-        metrics.plugin_active_revision(plugin.name(), &plugin.info().digest[..12]);
-        let grant = options.grants.grant_for(plugin.registration());
-        let writer = match &options.impersonate {
-            Some(ns) => {
-                let id = Identity::for_plugin(ns, plugin.name(), &grant);
-                tracing::info!(plugin = plugin.name(), user = %id.user(), "writes impersonate the plugin's ServiceAccount");
-                Arc::new(caches.kinds().with_client(id.client(&config)?))
-            }
-            None => caches.kinds().clone(),
-        };
-        let mut controller_options = options.controller.clone();
-        if let Some(n) = grant.limits.concurrency {
-            controller_options.workers = n;
-        }
-        let c = Controller::start(plugin, &shared, writer, controller_options, Vec::new()).await?;
-        c.run();
-        controllers.push(c);
-    }
+    let supervisor = Supervisor::start(engine, options.clone(), shared, config, client).await?;
+    let (admin_at, _) = server::start_routes(
+        options.admin_addr,
+        server::Routes::admin(supervisor.admin()),
+        stopped(stop_rx.clone()),
+    )
+    .await?;
+    tracing::info!(%admin_at, "serving /plugins (operon plugins)");
+    let controllers = supervisor.controllers();
     for c in &controllers {
         c.wait_synced().await;
     }
@@ -181,15 +185,18 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     tracing::info!(
         controllers = controllers.len(),
         watches = caches.open_watches(),
-        "caches synced; reconciling"
+        dir = %options.plugins_dir.display(),
+        "caches synced; reconciling, and following the plugin directory"
     );
+    drop(controllers);
 
-    shutdown_signal().await;
-    tracing::info!("shutting down: no new reconciles; waiting for those in flight");
-    health.set_ready(false);
-    for c in &controllers {
-        c.stop(options.grace).await;
-    }
+    supervisor
+        .run(async {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new reconciles; waiting for those in flight");
+            health.set_ready(false);
+        })
+        .await;
     let _ = stop_tx.send(true);
     tracing::info!("stopped");
     Ok(())

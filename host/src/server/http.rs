@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use super::{Health, Metrics};
+use crate::runtime::{AdminHandle, AdminRequest};
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -25,21 +26,68 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Content type of `/metrics`: the Prometheus text format 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
 
 /// Which endpoints one listener serves: `/healthz` and `/readyz` when it has
-/// a [`Health`], `/metrics` when it has [`Metrics`]. Others answer 404.
+/// a [`Health`], `/metrics` when it has [`Metrics`], `/plugins...` when it
+/// has the admin handle. Others answer 404.
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
     pub metrics: Option<Arc<Metrics>>,
     pub health: Option<Arc<Health>>,
+    pub admin: Option<AdminHandle>,
 }
 
 impl Routes {
-    /// Every endpoint.
+    /// Every endpoint but the admin ones.
     pub fn all(metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
         Routes {
             metrics: Some(metrics),
             health: Some(health),
+            admin: None,
+        }
+    }
+
+    /// The admin endpoints only (`operon plugins`):
+    /// - `GET /plugins`: every plugin, its revisions, candidate, rejections;
+    /// - `GET /plugins/<name>`: one plugin;
+    /// - `POST /plugins/<name>/rollback[/<revision>]`: back to the previous
+    ///   (or the given) kept revision.
+    pub fn admin(handle: AdminHandle) -> Self {
+        Routes {
+            admin: Some(handle),
+            ..Routes::default()
+        }
+    }
+
+    async fn respond_admin(admin: &AdminHandle, method: &str, path: &str) -> Response {
+        let parts: Vec<&str> = path
+            .trim_start_matches("/plugins")
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        let request = match (method, parts.as_slice()) {
+            ("GET", []) => AdminRequest::List,
+            ("GET", [name]) => AdminRequest::Get(name.to_string()),
+            ("POST", [name, "rollback"]) => AdminRequest::Rollback {
+                name: name.to_string(),
+                to: None,
+            },
+            ("POST", [name, "rollback", rev]) => match rev.parse() {
+                Ok(n) => AdminRequest::Rollback {
+                    name: name.to_string(),
+                    to: Some(n),
+                },
+                Err(_) => return Response::text(400, "a revision is a number"),
+            },
+            (_, [] | [_]) => return Response::text(405, "method not allowed"),
+            _ => return Response::text(404, "not found"),
+        };
+        let reply = admin.ask(request).await;
+        Response {
+            status: reply.status,
+            content_type: JSON,
+            body: reply.body.to_string(),
         }
     }
 
@@ -90,6 +138,8 @@ impl Response {
             400 => "Bad Request",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            409 => "Conflict",
+            500 => "Internal Server Error",
             431 => "Request Header Fields Too Large",
             503 => "Service Unavailable",
             _ => "",
@@ -153,7 +203,12 @@ async fn connection(mut stream: TcpStream, routes: &Routes) -> std::io::Result<(
     let response = match read_head(&mut stream).await? {
         None => Response::text(431, "request head too large"),
         Some(head) => match parse_request_line(&head) {
-            Some((method, path)) => routes.respond(method, path),
+            Some((method, path)) => match &routes.admin {
+                Some(admin) if path == "/plugins" || path.starts_with("/plugins/") => {
+                    Routes::respond_admin(admin, method, path).await
+                }
+                _ => routes.respond(method, path),
+            },
             None => Response::text(400, "bad request"),
         },
     };
@@ -238,8 +293,8 @@ mod tests {
     #[test]
     fn method_checked_only_on_known_paths() {
         let routes = Routes {
-            metrics: None,
             health: Some(Arc::default()),
+            ..Routes::default()
         };
         assert_eq!(routes.respond("POST", "/healthz").status, 405);
         assert_eq!(routes.respond("POST", "/nope").status, 404);

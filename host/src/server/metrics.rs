@@ -329,6 +329,13 @@ pub struct Metrics {
     plugin_admission_waits: Family,
     watches: Family,
     watch_events: Family,
+    swaps: Family,
+    rejected: Family,
+    rollbacks: Family,
+    revision_reconciles: Family,
+    shadow_reconciles: Family,
+    shadow_diffs: Family,
+    shadow_errors: Family,
 }
 
 impl Default for Metrics {
@@ -443,10 +450,52 @@ impl Metrics {
                 Counter,
                 &["kind"],
             ),
+            swaps: Family::new(
+                "operon_plugin_swaps_total",
+                "Revisions made active while the host ran (new builds, rollbacks), per plugin.",
+                Counter,
+                &["plugin"],
+            ),
+            rejected: Family::new(
+                "operon_plugin_rejected_builds_total",
+                "Builds found in the plugin directory and refused (the running revision stayed), by reason.",
+                Counter,
+                &["plugin", "reason"],
+            ),
+            rollbacks: Family::new(
+                "operon_plugin_rollbacks_total",
+                "Returns to an earlier revision: trigger is auto (its failures) or manual (operon plugins rollback).",
+                Counter,
+                &["plugin", "trigger"],
+            ),
+            revision_reconciles: Family::new(
+                "operon_plugin_revision_reconciles_total",
+                "Reconciles per plugin revision and result (success or failure of the plugin's call).",
+                Counter,
+                &["plugin", "revision", "result"],
+            ),
+            shadow_reconciles: Family::new(
+                "operon_plugin_shadow_reconciles_total",
+                "Dry-run reconciles of a shadow candidate beside the active revision.",
+                Counter,
+                &["plugin", "candidate"],
+            ),
+            shadow_diffs: Family::new(
+                "operon_plugin_shadow_diffs_total",
+                "Shadow reconciles whose desired output differed from the active revision's.",
+                Counter,
+                &["plugin", "candidate"],
+            ),
+            shadow_errors: Family::new(
+                "operon_plugin_shadow_errors_total",
+                "Shadow reconciles where the candidate failed (trap, error, invalid output) and the active revision did not.",
+                Counter,
+                &["plugin", "candidate"],
+            ),
         }
     }
 
-    fn families(&self) -> [&Family; 16] {
+    fn families(&self) -> [&Family; 23] {
         [
             &self.reconcile_total,
             &self.reconcile_time,
@@ -464,6 +513,13 @@ impl Metrics {
             &self.plugin_admission_waits,
             &self.watches,
             &self.watch_events,
+            &self.swaps,
+            &self.rejected,
+            &self.rollbacks,
+            &self.revision_reconciles,
+            &self.shadow_reconciles,
+            &self.shadow_diffs,
+            &self.shadow_errors,
         ]
     }
 
@@ -547,6 +603,44 @@ impl Metrics {
 
     pub fn plugin_admission_wait(&self, plugin: &str) {
         self.plugin_admission_waits.add(&[plugin], 1.0);
+    }
+
+    /// The plugin no longer runs (its component was removed): its active
+    /// revision series goes.
+    pub fn plugin_unloaded(&self, plugin: &str) {
+        self.plugin_revision
+            .lock()
+            .retain(|k, _| &*k.0[0] != plugin);
+    }
+
+    pub fn plugin_swap(&self, plugin: &str) {
+        self.swaps.add(&[plugin], 1.0);
+    }
+
+    pub fn plugin_rejected(&self, plugin: &str, reason: &str) {
+        self.rejected.add(&[plugin, reason], 1.0);
+    }
+
+    pub fn plugin_rollback(&self, plugin: &str, trigger: &str) {
+        self.rollbacks.add(&[plugin, trigger], 1.0);
+    }
+
+    pub fn revision_reconcile(&self, plugin: &str, revision: &str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.revision_reconciles
+            .add(&[plugin, revision, result], 1.0);
+    }
+
+    /// One shadow reconcile; `differed` when its output was not the active
+    /// revision's, `failed` when the candidate's call failed.
+    pub fn shadow_reconcile(&self, plugin: &str, candidate: &str, differed: bool, failed: bool) {
+        self.shadow_reconciles.add(&[plugin, candidate], 1.0);
+        if differed {
+            self.shadow_diffs.add(&[plugin, candidate], 1.0);
+        }
+        if failed {
+            self.shadow_errors.add(&[plugin, candidate], 1.0);
+        }
     }
 
     pub fn watches(&self, kind: &str, value: i64) {

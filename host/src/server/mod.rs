@@ -219,10 +219,11 @@ mod tests {
         let health_routes = Routes {
             metrics: None,
             health: Some(health.clone()),
+            ..Routes::default()
         };
         let metrics_routes = Routes {
             metrics: Some(metrics),
-            health: None,
+            ..Routes::default()
         };
         let (h, h_task) = start_routes(any, health_routes, std::future::pending())
             .await

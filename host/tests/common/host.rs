@@ -25,7 +25,10 @@ pub struct Host {
     pub child: Child,
     pub metrics: String,
     pub health: String,
-    _dir: PathBuf,
+    /// The admin endpoint (`operon plugins --admin-addr`).
+    pub admin: String,
+    /// The plugin directory the host follows.
+    pub dir: PathBuf,
 }
 
 impl Host {
@@ -39,12 +42,23 @@ impl Host {
         kubeconfig: &std::path::Path,
         extra: &[&str],
     ) -> Host {
+        Host::start_env(env, packages, kubeconfig, extra, &[])
+    }
+
+    /// As [`Host::start_with`], with environment variables for the host.
+    pub fn start_env(
+        env: &TestEnv,
+        packages: &[&str],
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Host {
         let dir = super::temp_dir(&format!("plugins-{}", env.namespace));
         for p in packages {
             let src = super::component(p);
             std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
         }
-        let (m, h) = (free_port(), free_port());
+        let (m, h, a) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_operon"))
             .args(["run", "--plugins"])
             .arg(&dir)
@@ -54,7 +68,9 @@ impl Host {
             .args(extra)
             .args(["--metrics-addr", &format!("127.0.0.1:{m}")])
             .args(["--health-addr", &format!("127.0.0.1:{h}")])
+            .args(["--admin-addr", &format!("127.0.0.1:{a}")])
             .args(["--backoff-base-ms", "100"])
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -63,7 +79,8 @@ impl Host {
             child,
             metrics: format!("127.0.0.1:{m}"),
             health: format!("127.0.0.1:{h}"),
-            _dir: dir,
+            admin: format!("127.0.0.1:{a}"),
+            dir,
         }
     }
 

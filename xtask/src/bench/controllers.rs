@@ -98,7 +98,7 @@ impl Running {
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut running = match kind {
             Kind::Operon => {
-                let (m, h) = (free_port()?, free_port()?);
+                let (m, h, a) = (free_port()?, free_port()?, free_port()?);
                 let child = Command::new(&bins.operon)
                     .args(["run", "--plugins"])
                     .arg(&bins.plugins)
@@ -107,6 +107,7 @@ impl Running {
                     .args(["--namespace", namespace])
                     .args(["--metrics-addr", &format!("127.0.0.1:{m}")])
                     .args(["--health-addr", &format!("127.0.0.1:{h}")])
+                    .args(["--admin-addr", &format!("127.0.0.1:{a}")])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(stderr)

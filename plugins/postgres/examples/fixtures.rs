@@ -216,7 +216,63 @@ fn main() {
     );
     write(
         "from-backup",
-        "bootstrap.fromBackup: reported as not supported yet, no children.",
-        &fresh(|spec| spec["bootstrap"] = json!({"fromBackup": {"backupName": "nightly"}})),
+        "bootstrap.fromBackup.pointInTime: reported as not supported yet, no children.",
+        &fresh(
+            |spec| spec["bootstrap"] = json!({"fromBackup": {"backupName": "nightly", "pointInTime": "2026-01-01T00:00:00Z"}}),
+        ),
+    );
+    from_backup();
+}
+
+/// `bootstrap.fromBackup` at each step: the backup plugin's annotation
+/// missing, a failed backup, a base backup of another major, the restore
+/// Job running, and done (the primary then starts).
+fn from_backup() {
+    let source = |phase: &str, method: &str, version: i64| {
+        json!({"backup": "nightly", "phase": phase, "method": method, "claimName": "backups",
+               "path": "pgbackups/nightly", "postgresVersion": version,
+               "message": format!("Job nightly-backup: {phase}")})
+        .to_string()
+    };
+    let cluster = |annotation: Option<String>| {
+        let mut s =
+            fresh(|spec| spec["bootstrap"] = json!({"fromBackup": {"backupName": "nightly"}}));
+        if let Some(a) = annotation {
+            s.parent["metadata"]["annotations"] = json!({postgres::restore::SOURCE_ANNOTATION: a});
+        }
+        // Its Secrets exist (fixed passwords in the output), nothing else.
+        let first = s.reconcile();
+        s.apply(&first);
+        s.objects.retain(|(kind, _), _| kind == "Secret");
+        s.parent.as_object_mut().unwrap().remove("status");
+        s
+    };
+    write(
+        "from-backup-waiting",
+        "bootstrap.fromBackup before the backup plugin published the backup: waiting, no instance.",
+        &cluster(None),
+    );
+    write(
+        "from-backup-blocked",
+        "bootstrap.fromBackup naming a failed backup: blocked, no instance.",
+        &cluster(Some(source("Failed", "dump", 16))),
+    );
+    write(
+        "from-backup-version-mismatch",
+        "bootstrap.fromBackup naming a base backup of PostgreSQL 15 for a 16 cluster: blocked.",
+        &cluster(Some(source("Completed", "basebackup", 15))),
+    );
+    let restoring = cluster(Some(source("Completed", "dump", 16)));
+    write(
+        "from-backup-restoring",
+        "bootstrap.fromBackup of a completed dump: the primary's volumes and the restore Job, no instance yet.",
+        &restoring,
+    );
+    let mut restored = restoring.clone();
+    restored.step();
+    write(
+        "from-backup-restored",
+        "bootstrap.fromBackup after the restore Job succeeded: the primary starts on the restored data.",
+        &restored,
     );
 }

@@ -410,7 +410,7 @@ impl Cluster<'_> {
         ]
     }
 
-    fn job(&self, name: &str, component: &str, image: &str, pod: Value) -> Value {
+    pub(crate) fn job(&self, name: &str, component: &str, image: &str, pod: Value) -> Value {
         let pod_meta = self.pod_meta(component, BTreeMap::new());
         let mut spec = pod;
         spec["restartPolicy"] = json!("OnFailure");

@@ -16,6 +16,7 @@ pub mod conf;
 pub mod password;
 pub mod plan;
 pub mod quantity;
+pub mod restore;
 pub mod spec;
 pub mod sql;
 pub mod validate;

@@ -30,6 +30,7 @@ use crate::children::{
 use crate::clock::parse_rfc3339;
 use crate::password;
 use crate::quantity::parse_quantity;
+use crate::restore::{self, RestoreStatus, Step};
 use crate::spec::{
     ClusterSpec, ClusterStatus, Ensure, InstanceStatus, RetentionPolicy, UpgradeStatus, UpgradeStep,
 };
@@ -429,6 +430,12 @@ impl<'a> Render<'a> {
         let set = instance_set(spec.instances, primary);
         if primary.is_none_or(|p| !set.contains(&p)) {
             primary = set.first().copied();
+        }
+
+        // Bootstrap from a backup: no instance before the restore is done.
+        if self.restore_holds(&mut children, primary, observed.is_empty()) {
+            self.resp = std::mem::take(&mut self.resp).children(children);
+            return;
         }
 
         let mut upgrade = self.prev.upgrade.clone();
@@ -942,6 +949,150 @@ impl<'a> Render<'a> {
                 self.status.completed_data_loads.push(hash);
             }
         }
+    }
+
+    /// `bootstrap.fromBackup` of a cluster not yet started: waits for the
+    /// backup, runs the restore Job on the primary's volumes, and answers
+    /// whether the instances must wait (the status and conditions are
+    /// then set here). A cluster restored, or already running, goes on.
+    fn restore_holds(
+        &mut self,
+        children: &mut Vec<Value>,
+        primary: Option<u32>,
+        no_instances: bool,
+    ) -> bool {
+        let (cl, req, spec) = (self.cl, self.req, self.spec());
+        let Some(from) = &spec.bootstrap.from_backup else {
+            return false;
+        };
+        let backup = from.backup_name.as_str();
+        if let Some(done) = self.prev.restore.clone().filter(|r| r.phase == "Restored") {
+            self.status.restore = Some(done);
+            return false;
+        }
+        if !no_instances || self.prev.version.is_some() {
+            return false; // bootstrap settings apply at creation only
+        }
+        let p = cl.instance_name(primary.unwrap_or(0));
+        let source = restore::source(req.parent_json(), backup);
+        let record = |phase: &str, method: Option<String>, message: String| RestoreStatus {
+            backup: backup.to_string(),
+            phase: phase.to_string(),
+            method,
+            message,
+        };
+        let (restore, ready_reason, blocked) = match restore::step(
+            backup,
+            source.as_ref(),
+            spec.version,
+        ) {
+            Step::Wait(reason, message) => {
+                self.requeue(Duration::from_secs(30));
+                (record("Waiting", None, message), reason, false)
+            }
+            Step::Blocked(reason, message) => (record("Blocked", None, message), reason, true),
+            Step::Restore {
+                claim,
+                path,
+                method,
+            } => {
+                // The primary's volumes, made here so the Job can fill them.
+                let mut volumes = vec![cl.pvc(&format!("{p}-data"), &p, &spec.storage.size)];
+                let wal = spec.storage.wal_size.is_some();
+                if let Some(size) = &spec.storage.wal_size {
+                    volumes.push(cl.pvc(&format!("{p}-wal"), &p, size));
+                }
+                let image = self.default_image(spec.version);
+                let mut job = cl.restore_job(&image, &p, &claim, &path, wal);
+                keep_job_template(req, &mut job);
+                let job_name = cl.restore_job_name();
+                let state = job_state(req.find_observed("batch/v1", "Job", &job_name));
+                match state {
+                    JobState::Succeeded => {
+                        self.event(Event::normal(
+                            "Restored",
+                            format!("restored {method} PostgresBackup {backup} from {claim}:{path} (Job {job_name})"),
+                        ));
+                        self.status.restore = Some(record(
+                            "Restored",
+                            Some(method),
+                            format!("restored from {claim}:{path}"),
+                        ));
+                        return false;
+                    }
+                    JobState::Failed => {
+                        children.extend(volumes);
+                        children.push(job);
+                        (
+                            record(
+                                "Blocked",
+                                Some(method),
+                                format!(
+                                    "the restore Job {job_name} failed: see its logs; delete it to retry"
+                                ),
+                            ),
+                            "RestoreFailed",
+                            true,
+                        )
+                    }
+                    JobState::Absent | JobState::Running => {
+                        children.extend(volumes);
+                        children.push(job);
+                        (
+                            record(
+                                "Restoring",
+                                Some(method.clone()),
+                                format!(
+                                    "Job {job_name} restores the {method} PostgresBackup {backup} from {claim}:{path}"
+                                ),
+                            ),
+                            "Restoring",
+                            false,
+                        )
+                    }
+                }
+            }
+        };
+        let message = restore.message.clone();
+        self.status.restore = Some(restore);
+        self.status.phase = "Restoring".into();
+        self.status.current_primary = Some(p);
+        self.status.selector = cl.instance_selector();
+        self.status.version = None;
+        set_cond(
+            &mut self.status.conditions,
+            req,
+            "Ready",
+            false,
+            ready_reason,
+            &message,
+        );
+        set_cond(
+            &mut self.status.conditions,
+            req,
+            "Progressing",
+            !blocked,
+            if blocked { "Blocked" } else { ready_reason },
+            &message,
+        );
+        set_cond(
+            &mut self.status.conditions,
+            req,
+            "Degraded",
+            blocked,
+            if blocked { ready_reason } else { "Healthy" },
+            if blocked { &message } else { "" },
+        );
+        if blocked
+            && self
+                .prev
+                .restore
+                .as_ref()
+                .is_none_or(|r| r.message != message)
+        {
+            self.event(Event::warning(ready_reason, message));
+        }
+        true
     }
 
     /// Moves a major upgrade to its next step once the current one is

@@ -302,7 +302,7 @@ fn c_utf8() -> String {
     "C.UTF-8".into()
 }
 
-/// Reserved for the backup plugin: validated, then refused as unsupported.
+/// A `PostgresBackup` to start from (see [`crate::restore`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FromBackup {
@@ -400,6 +400,9 @@ pub struct ClusterStatus {
     pub users_reconciled_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub completed_data_loads: Vec<String>,
+    /// With `bootstrap.fromBackup`: the restore's step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::restore::RestoreStatus>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

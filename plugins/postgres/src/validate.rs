@@ -97,13 +97,15 @@ pub fn validate(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<
         if backup.backup_name.is_empty() {
             return Err(invalid("spec.bootstrap.fromBackup.backupName is empty"));
         }
-        return Err(Invalid {
-            reason: "BootstrapNotSupported",
-            message: format!(
-                "spec.bootstrap.fromBackup (backup {:?}) is not supported yet: restoring comes with the backup plugin; use bootstrap.initdb",
-                backup.backup_name
-            ),
-        });
+        if let Some(pit) = &backup.point_in_time {
+            return Err(Invalid {
+                reason: "BootstrapNotSupported",
+                message: format!(
+                    "spec.bootstrap.fromBackup.pointInTime ({pit:?}) is not supported yet: point-in-time recovery needs WAL archiving, which the backup plugin does not do; leave it out to restore backup {:?} as it was taken",
+                    backup.backup_name
+                ),
+            });
+        }
     }
     if spec.instances < 0 {
         return Err(invalid(format!(

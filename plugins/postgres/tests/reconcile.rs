@@ -637,7 +637,7 @@ fn bad_specs_give_a_message_and_no_children() {
         ),
         (
             "from-backup",
-            "spec.bootstrap.fromBackup (backup \"nightly\") is not supported yet",
+            "spec.bootstrap.fromBackup.pointInTime (\"2026-01-01T00:00:00Z\") is not supported yet",
         ),
     ] {
         let resp = scenario(name).reconcile();
@@ -860,4 +860,97 @@ fn deleting_a_user_secret_rotates_its_password_through_a_new_sql_job() {
     let after = sql_jobs(&sim.reconcile());
     assert_eq!(after.len(), 1);
     assert_ne!(after, before, "a new password is a new SQL Job");
+}
+
+/// `bootstrap.fromBackup` stepped through: no instance while the backup
+/// is not published or not complete, the restore Job once it is, the
+/// primary only after the Job succeeded, and the restore remembered once
+/// the backup's annotation is gone.
+#[test]
+fn a_cluster_from_a_backup_restores_before_its_primary_starts() {
+    let mut sim = scenario("from-backup-waiting");
+    sim.jobs_succeed = false;
+    let resp = sim.step();
+    assert!(names(&resp, "StatefulSet").is_empty());
+    assert!(names(&resp, "Job").is_empty());
+    let st = status(&resp);
+    assert_eq!(st.phase, "Restoring");
+    assert_eq!(condition(&st, "Ready").reason, "WaitingForBackup");
+    assert_eq!(resp.requeue_after, Some(Duration::from_secs(30)));
+
+    let annotate = |sim: &mut Sim, phase: &str| {
+        let source = json!({"backup": "nightly", "phase": phase, "method": "dumpall",
+            "claimName": "backups", "path": "pgbackups/nightly", "postgresVersion": 16,
+            "message": "Job nightly-backup is running"});
+        sim.parent["metadata"]["annotations"] =
+            json!({postgres::restore::SOURCE_ANNOTATION: source.to_string()});
+    };
+    annotate(&mut sim, "Running");
+    let resp = sim.step();
+    assert!(
+        names(&resp, "Job").is_empty(),
+        "a running backup is waited for"
+    );
+    assert!(
+        condition(&status(&resp), "Ready")
+            .message
+            .contains("it is Running")
+    );
+
+    annotate(&mut sim, "Completed");
+    let resp = sim.step();
+    assert_eq!(names(&resp, "Job"), ["hippo-restore"]);
+    assert_eq!(
+        names(&resp, "PersistentVolumeClaim"),
+        ["hippo-0-data", "hippo-0-wal"]
+    );
+    assert!(
+        names(&resp, "StatefulSet").is_empty(),
+        "not before the restore"
+    );
+    let job = resp.find_child("batch/v1", "Job", "hippo-restore").unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    assert!(
+        pod["containers"][0]["env"]
+            .to_string()
+            .contains("/backup/pgbackups/nightly")
+    );
+    assert_eq!(
+        pod["volumes"][1]["persistentVolumeClaim"]["claimName"],
+        "backups"
+    );
+    assert_eq!(status(&resp).restore.unwrap().phase, "Restoring");
+
+    // The Job fails: blocked, and it says how to retry.
+    let job = sim.get_mut("Job", "hippo-restore").unwrap();
+    job["status"] = json!({"failed": 3, "conditions": [{"type": "Failed", "status": "True"}]});
+    let resp = sim.step();
+    let st = status(&resp);
+    assert_eq!(condition(&st, "Ready").reason, "RestoreFailed");
+    assert!(condition(&st, "Degraded").is_true());
+    assert!(names(&resp, "StatefulSet").is_empty());
+
+    // Deleted to retry, then it succeeds: the primary starts.
+    sim.objects
+        .remove(&("Job".to_string(), "hippo-restore".to_string()));
+    sim.jobs_succeed = true;
+    sim.step();
+    let resp = sim.step();
+    assert_eq!(names(&resp, "StatefulSet"), ["hippo-0"]);
+    assert!(names(&resp, "Job").is_empty(), "the restore Job is done");
+    assert!(resp.events.iter().any(|e| e.reason == "Restored"));
+    assert_eq!(status(&resp).restore.unwrap().phase, "Restored");
+
+    // The backup pruned later: the running cluster does not care.
+    sim.parent["metadata"]["annotations"] = json!({});
+    converge(&mut sim);
+}
+
+fn converge(sim: &mut Sim) {
+    for _ in 0..10 {
+        sim.step();
+    }
+    let st: ClusterStatus = serde_json::from_value(sim.parent["status"].clone()).unwrap();
+    assert_eq!(st.phase, "Running", "{:?}", st.conditions);
+    assert_eq!(st.restore.map(|r| r.phase).as_deref(), Some("Restored"));
 }

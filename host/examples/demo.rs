@@ -1,6 +1,11 @@
 //! The client side of `cargo xtask demo`: with `operon run` already
 //! reconciling the memcached plugin, create the example `Memcached`, show
-//! its children and status converging, scale it, and clean up.
+//! its children and status converging, scale it, swap the plugin for its
+//! Python build while the host runs, and clean up.
+//!
+//! The swap step runs when `OPERON_DEMO_PLUGIN_DIR` (the host's plugin
+//! directory), `OPERON_DEMO_SWAP_TO` (the build to put in) and
+//! `OPERON_DEMO_OPERON` (the `operon` binary, for `operon plugins`) are set.
 //!
 //! Run by `cargo xtask demo`, which starts the control plane and the host;
 //! by hand: `cargo run -p operon --example demo -- <kubeconfig> [namespace]
@@ -69,19 +74,86 @@ fn describe_status(v: &Value) -> String {
     format!("readyReplicas {ready}/{size}; {}", conds.join(", "))
 }
 
-/// Whether `/readyz` answers 200.
-async fn readyz(addr: &str) -> bool {
+/// The body of a GET answered 200, if it was.
+async fn http_get(addr: &str, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    let request = "GET /readyz HTTP/1.1\r\nHost: operon\r\nConnection: close\r\n\r\n";
-    if s.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: operon\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.ok()?;
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer).await;
-    answer.starts_with("HTTP/1.1 200")
+    if !answer.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(answer.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// Whether `/readyz` answers 200.
+async fn readyz(addr: &str) -> bool {
+    http_get(addr, "/readyz").await.is_some()
+}
+
+/// The active revision of the memcached plugin, from the admin endpoint.
+async fn active_revision(admin: &str) -> Option<Value> {
+    let body = http_get(admin, "/plugins/memcached").await?;
+    let plugin: Value = serde_json::from_str(&body).ok()?;
+    plugin["revisions"]
+        .as_array()?
+        .iter()
+        .find(|r| r["state"] == "active")
+        .cloned()
+}
+
+/// Renames the build over the plugin's file and shows the host take it.
+async fn hot_swap(
+    dir: &str,
+    build: &str,
+    operon: &str,
+    parents: &Api<DynamicObject>,
+    name: &str,
+) -> anyhow::Result<()> {
+    let admin = "127.0.0.1:9092";
+    step("hot swap: the Python build of the plugin replaces the Rust one; the host keeps running");
+    println!(
+        "    cp {build} {dir}/.rust_memcached.wasm.tmp && mv (rename) it over rust_memcached.wasm"
+    );
+    let tmp = std::path::Path::new(dir).join(".rust_memcached.wasm.tmp");
+    std::fs::copy(build, &tmp)?;
+    std::fs::rename(&tmp, std::path::Path::new(dir).join("rust_memcached.wasm"))?;
+    watch_until("revision 2", || async {
+        let active = active_revision(admin).await.unwrap_or(Value::Null);
+        let seen = format!(
+            "active revision {} ({}, {:.1} MB, {} ms to compile or load from cache)",
+            active["number"],
+            active["digest"].as_str().map_or("-", |d| &d[..12]),
+            active["sizeBytes"].as_f64().unwrap_or(0.0) / 1e6,
+            active["compileMs"].as_f64().unwrap_or(0.0).round()
+        );
+        Ok((active["number"] == 2, seen))
+    })
+    .await?;
+    step("scale to 2: now the Python build reconciles");
+    parents
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        )
+        .await?;
+    watch_until("scaled", || async {
+        let v = serde_json::to_value(parents.get(name).await?)?;
+        let done = v.pointer("/status/readyReplicas") == Some(&json!(2));
+        Ok((done, describe_status(&v)))
+    })
+    .await?;
+    step(
+        "operon plugins history memcached (rollback would be `operon plugins rollback memcached`)",
+    );
+    let status = std::process::Command::new(operon)
+        .args(["plugins", "--admin-addr", admin, "history", "memcached"])
+        .status()?;
+    anyhow::ensure!(status.success(), "operon plugins history failed");
+    Ok(())
 }
 
 #[tokio::main]
@@ -184,6 +256,14 @@ async fn main() -> anyhow::Result<()> {
         Ok((done, describe_status(&v)))
     })
     .await?;
+
+    if let (Ok(dir), Ok(build), Ok(operon)) = (
+        std::env::var("OPERON_DEMO_PLUGIN_DIR"),
+        std::env::var("OPERON_DEMO_SWAP_TO"),
+        std::env::var("OPERON_DEMO_OPERON"),
+    ) {
+        hot_swap(&dir, &build, &operon, &parents, &name).await?;
+    }
 
     step("to look around yourself: `cargo xtask cluster up` keeps a cluster running, then");
     println!(

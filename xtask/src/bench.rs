@@ -7,7 +7,13 @@
 //!   run through `cargo bench`, one process each);
 //! - end to end, memory and idle CPU on private control planes, `operon run`
 //!   against the native baseline (`baselines/native-memcached`) in the same
-//!   run ([`e2e`], [`memory`], [`idle`]).
+//!   run ([`e2e`], [`memory`], [`idle`]);
+//! - hot swap latency on a private control plane ([`swap`]).
+//!
+//! `--only <section>` measures one section and splices it into the existing
+//! BENCHMARKS.md (its headings and goal rows replaced, a line saying what
+//! was re-measured when), so one figure can be refreshed without the whole
+//! half-hour run.
 
 mod cluster;
 mod controllers;
@@ -17,6 +23,7 @@ mod memory;
 mod procfs;
 mod profile;
 mod stats;
+mod swap;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -31,6 +38,20 @@ pub struct Args {
     /// figures to publish (BENCHMARKS.md says so).
     #[arg(long)]
     pub quick: bool,
+    /// Measure only this section and splice it into BENCHMARKS.md.
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+}
+
+/// The sections, as `--only` names them.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Only {
+    Engine,
+    Native,
+    E2e,
+    Memory,
+    Idle,
+    Swap,
 }
 
 /// A section run on private control planes.
@@ -166,6 +187,7 @@ fn binaries(wasm_dir: &Path) -> Result<controllers::Binaries> {
         native: release.join("native-memcached"),
         plugins: dir,
         logs: plugins::target_dir().join("bench-logs"),
+        extra: Vec::new(),
     })
 }
 
@@ -177,22 +199,31 @@ pub fn run(args: Args) -> Result<()> {
         quick: args.quick,
         bins,
     };
-    let mut sections = vec![
-        cargo_bench("engine", &wasm_dir, args.quick)?,
-        cargo_bench("native", &wasm_dir, args.quick)?,
-    ];
+    let wanted = |o: Only| args.only.is_none_or(|w| w == o);
+    let mut sections = Vec::new();
+    for (only, name) in [(Only::Engine, "engine"), (Only::Native, "native")] {
+        if wanted(only) {
+            sections.push(cargo_bench(name, &wasm_dir, args.quick)?);
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     // A cluster section that fails (a timeout on a loaded machine, say) is
     // reported in its place; the figures of the others are not thrown away.
-    let cluster_sections: [(&str, ClusterSection); 3] = [
-        ("End to end", |s| Box::pin(e2e::section(s))),
-        ("Memory", |s| Box::pin(memory::section(s))),
-        ("Steady state", |s| Box::pin(idle::section(s))),
+    let cluster_sections: [(Only, &str, ClusterSection); 4] = [
+        (Only::E2e, "End to end", |s| Box::pin(e2e::section(s))),
+        (Only::Memory, "Memory", |s| Box::pin(memory::section(s))),
+        (Only::Idle, "Steady state", |s| Box::pin(idle::section(s))),
+        (Only::Swap, "Hot swap: swap latency", |s| {
+            Box::pin(swap::section(s))
+        }),
     ];
-    for (title, section) in cluster_sections {
+    for (only, title, section) in cluster_sections {
+        if !wanted(only) {
+            continue;
+        }
         match rt.block_on(section(&setup)) {
             Ok(s) => sections.push(s),
             Err(e) => {
@@ -205,6 +236,9 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
 
+    if let Some(only) = args.only {
+        return splice(only, args.quick, &sections, started);
+    }
     let command = if args.quick {
         "cargo xtask bench --quick"
     } else {
@@ -232,7 +266,7 @@ pub fn run(args: Args) -> Result<()> {
          planes). Baselines are measured in the same run. Took {:.0} min.\n",
         started.elapsed().as_secs_f64() / 60.0
     )?;
-    writeln!(out, "## Goals (issue 9)\n")?;
+    writeln!(out, "## Goals (issues 6 and 9)\n")?;
     writeln!(out, "| goal | target | measured | met |\n|---|---|---|---|")?;
     for g in sections.iter().flat_map(|s| &s.goals) {
         writeln!(
@@ -267,6 +301,141 @@ pub fn run(args: Args) -> Result<()> {
         started.elapsed()
     );
     Ok(())
+}
+
+/// Replaces, in the existing BENCHMARKS.md, the blocks under the headings
+/// the new sections have and the goal rows they measured; says what was
+/// re-measured under the header.
+fn splice(
+    only: Only,
+    quick: bool,
+    sections: &[Section],
+    started: std::time::Instant,
+) -> Result<()> {
+    let path = plugins::root().join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (run the whole bench once first)",
+            path.display()
+        )
+    })?;
+    let mut markdown = String::new();
+    for s in sections {
+        markdown.push_str(&s.markdown);
+        if !markdown.ends_with("\n\n") {
+            markdown.push('\n');
+        }
+    }
+    let headings: Vec<&str> = markdown.lines().filter(|l| l.starts_with("## ")).collect();
+    // Split the old file into blocks at `## ` headings (the preamble first).
+    let mut blocks: Vec<String> = vec![String::new()];
+    for line in old.lines() {
+        if line.starts_with("## ") || line.starts_with("Reproduce:") {
+            blocks.push(String::new());
+        }
+        let last = blocks.last_mut().expect("one block at least");
+        last.push_str(line);
+        last.push('\n');
+    }
+    let mut out = String::new();
+    let mut placed = false;
+    for block in &blocks {
+        let heading = block.lines().next().unwrap_or_default();
+        if headings.contains(&heading) {
+            if !placed {
+                out.push_str(&markdown);
+                placed = true;
+            }
+            continue;
+        }
+        if heading.starts_with("Reproduce:") && !placed {
+            out.push_str(&markdown);
+            placed = true;
+        }
+        if heading.starts_with("## Goals") {
+            out.push_str(&splice_goals(block, sections));
+            continue;
+        }
+        out.push_str(block);
+    }
+    let command = format!(
+        "cargo xtask bench --only {}{}",
+        format!("{only:?}").to_lowercase(),
+        if quick { " --quick" } else { "" }
+    );
+    let note = format!(
+        "- Re-measured alone: {} (`{command}`, {}, {:.0} min).\n",
+        headings
+            .iter()
+            .map(|h| h.trim_start_matches("## "))
+            .collect::<Vec<_>>()
+            .join("; "),
+        utc_now(),
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    let out = match out.find("\n## ") {
+        Some(at) => {
+            let (head, rest) = out.split_at(at);
+            let head: String = head
+                .lines()
+                .filter(|l| !l.contains(&format!("`{command}`")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            format!(
+                "{}{note}{rest}",
+                head.trim_end_matches('\n').to_string() + "\n"
+            )
+        }
+        None => out,
+    };
+    std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("xtask: updated {} ({command})", path.display());
+    Ok(())
+}
+
+/// The goals table with the rows of `sections` replaced or appended.
+fn splice_goals(block: &str, sections: &[Section]) -> String {
+    let goals: Vec<&Goal> = sections.iter().flat_map(|s| &s.goals).collect();
+    let row = |g: &Goal| {
+        format!(
+            "| {} | {} | {} | {} |",
+            g.goal,
+            g.target,
+            g.measured,
+            match g.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            }
+        )
+    };
+    let mut lines: Vec<String> = Vec::new();
+    let mut done = vec![false; goals.len()];
+    for line in block.lines() {
+        match goals
+            .iter()
+            .position(|g| line.starts_with(&format!("| {} |", g.goal)))
+        {
+            Some(i) => {
+                lines.push(row(goals[i]));
+                done[i] = true;
+            }
+            None => lines.push(line.to_string()),
+        }
+    }
+    // New rows go after the table's last row.
+    let last = lines
+        .iter()
+        .rposition(|l| l.starts_with('|'))
+        .map_or(lines.len(), |i| i + 1);
+    let new: Vec<String> = goals
+        .iter()
+        .zip(&done)
+        .filter(|(_, d)| !**d)
+        .map(|(g, _)| row(g))
+        .collect();
+    lines.splice(last..last, new);
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 fn utc_now() -> String {

@@ -67,19 +67,30 @@ pub fn run() -> Result<()> {
         "xtask: operon run --plugins {} (metrics on 127.0.0.1:9090)",
         plugin_dir.display()
     );
+    let log_path = plugins::target_dir().join("operon-demo.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    eprintln!("xtask: host logs in {}", log_path.display());
     let host = Host(
         Command::new(bin.join("operon"))
             .args(["run", "--plugins"])
             .arg(&plugin_dir)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .stderr(log)
             .spawn()
             .context("starting operon run")?,
     );
     let result = plugins::run(
         Command::new(bin.join("examples").join("demo"))
             .arg(&kubeconfig)
-            .args(["demo", "127.0.0.1:9091"]),
+            .args(["demo", "127.0.0.1:9091"])
+            .env("OPERON_DEMO_PLUGIN_DIR", &plugin_dir)
+            .env(
+                "OPERON_DEMO_SWAP_TO",
+                plugins::wasm_path("python-memcached"),
+            )
+            .env("OPERON_DEMO_OPERON", bin.join("operon")),
     );
     drop(host);
     result

@@ -88,10 +88,10 @@ pub fn run(args: &Args) -> Result<(), Failure> {
                     "{:<16} {:<28} {:>8} {:<14} {:>10} {:>9} {candidate}",
                     text(&p["name"]),
                     text(&p["file"]),
-                    active["number"],
+                    num(&active["number"]),
                     short(&active["digest"]),
-                    active["tracker"]["reconciles"],
-                    active["tracker"]["failures"],
+                    num(&active["tracker"]["reconciles"]),
+                    num(&active["tracker"]["failures"]),
                 );
             }
             for p in &plugins {
@@ -127,14 +127,19 @@ fn print_history(plugin: &Value) {
         };
         println!(
             "{:>8} {:<14} {:<10} {:>10} {:>9} {:>8.1}ms  {state}",
-            r["number"],
+            num(&r["number"]),
             short(&r["digest"]),
             text(&r["version"]),
-            r["tracker"]["reconciles"],
-            r["tracker"]["failures"],
+            num(&r["tracker"]["reconciles"]),
+            num(&r["tracker"]["failures"]),
             r["compileMs"].as_f64().unwrap_or_default(),
         );
     }
+}
+
+/// A number as text, so that width and alignment apply.
+fn num(v: &Value) -> String {
+    v.as_u64().map_or("-".into(), |n| n.to_string())
 }
 
 fn text(v: &Value) -> &str {

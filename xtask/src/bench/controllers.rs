@@ -43,6 +43,8 @@ pub struct Binaries {
     pub plugins: PathBuf,
     /// Where controller logs go.
     pub logs: PathBuf,
+    /// More arguments for `operon run`.
+    pub extra: Vec<String>,
 }
 
 /// A running controller, killed if dropped before [`Running::stop`].
@@ -51,6 +53,8 @@ pub struct Running {
     child: Child,
     /// operon's /metrics address.
     metrics: Option<String>,
+    /// operon's admin address (`operon plugins`).
+    pub admin: Option<String>,
     /// The native baseline's stdout lines after `synced`.
     lines: Option<mpsc::Receiver<String>>,
     log: PathBuf,
@@ -108,6 +112,7 @@ impl Running {
                     .args(["--metrics-addr", &format!("127.0.0.1:{m}")])
                     .args(["--health-addr", &format!("127.0.0.1:{h}")])
                     .args(["--admin-addr", &format!("127.0.0.1:{a}")])
+                    .args(&bins.extra)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(stderr)
@@ -117,6 +122,7 @@ impl Running {
                     kind,
                     child,
                     metrics: Some(format!("127.0.0.1:{m}")),
+                    admin: Some(format!("127.0.0.1:{a}")),
                     lines: None,
                     log,
                 };
@@ -145,6 +151,7 @@ impl Running {
                     kind,
                     child,
                     metrics: None,
+                    admin: None,
                     lines: Some(rx),
                     log,
                 };

@@ -1,0 +1,289 @@
+//! Swap latency: from a new build renamed into the plugin directory to the
+//! first reconcile finished on it, for the Rust memcached example and the
+//! Python one (an 18 MB component), cold (never compiled) and cached (in
+//! the compile cache, not among the kept revisions).
+//!
+//! Each build is the component with a custom section appended holding a
+//! counter: a new digest, the same behaviour. The start is taken just
+//! before `rename(2)`; the end is the host's own timestamp of the first
+//! reconcile of the new revision (`firstReconcileAt` in `operon plugins`),
+//! so polling the admin endpoint does not add to the figure.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::controllers::{Binaries, Kind, Running, http_get};
+use super::{Goal, Section, Setup, cluster, stats};
+use crate::plugins;
+
+/// The file the builds are published as.
+const FILE: &str = "memcached.wasm";
+
+/// Builds of one component cycled through in the cached runs: more than
+/// the host keeps (`--keep-revisions 2`), so each comes from the compile
+/// cache rather than from memory.
+const CYCLE: usize = 4;
+
+/// `bytes` with a custom section `operon-bench` holding `n` appended.
+fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
+    let name = b"operon-bench";
+    let payload = n.to_le_bytes();
+    let mut content = Vec::new();
+    leb128(&mut content, name.len());
+    content.extend_from_slice(name);
+    content.extend_from_slice(&payload);
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, content.len());
+    out.extend_from_slice(&content);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut v: usize) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One measured swap.
+struct Sample {
+    /// Rename → first reconcile on the new revision, ms.
+    total: f64,
+    /// Rename → the new revision active (found, compiled, swapped), ms.
+    active: f64,
+    compile: f64,
+}
+
+/// Publishes `bytes` (write aside, rename) and waits for the first
+/// reconcile on the revision it becomes.
+fn swap(admin: &str, dir: &Path, bytes: &[u8]) -> Result<Sample> {
+    let tmp = dir.join(format!(".{FILE}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    let t0 = unix(SystemTime::now());
+    std::fs::rename(&tmp, dir.join(FILE))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        let (code, body) = http_get(admin, "/plugins/memcached")?;
+        if code != 200 {
+            bail!("the admin endpoint answered {code}: {body}");
+        }
+        let plugin: Value = serde_json::from_str(&body)?;
+        let active = plugin["revisions"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["state"] == "active"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let activated = active["activatedAt"].as_f64().unwrap_or(0.0);
+        if activated < t0 {
+            continue;
+        }
+        if let Some(first) = active["tracker"]["firstReconcileAt"].as_f64() {
+            return Ok(Sample {
+                total: (first - t0) * 1000.0,
+                active: (activated - t0) * 1000.0,
+                compile: active["compileMs"].as_f64().unwrap_or(0.0),
+            });
+        }
+    }
+    bail!("no reconcile on the new revision within 120 s")
+}
+
+struct Row {
+    component: String,
+    size_mb: f64,
+    mode: &'static str,
+    samples: Vec<Sample>,
+}
+
+/// Cold then cached swaps of one component.
+fn measure(
+    admin: &str,
+    dir: &Path,
+    label: &str,
+    bytes: &[u8],
+    cold: usize,
+    cached: usize,
+    counter: &mut usize,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut builds = Vec::new();
+    let mut samples = Vec::new();
+    for i in 0..cold.max(CYCLE) {
+        *counter += 1;
+        let build = variant(bytes, *counter);
+        let s = swap(admin, dir, &build)?;
+        eprintln!(
+            "xtask bench:   {label} cold {}/{}: {:.1} ms",
+            i + 1,
+            cold.max(CYCLE),
+            s.total
+        );
+        if builds.len() < CYCLE {
+            builds.push(build);
+        }
+        samples.push(s);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rows.push(Row {
+        component: label.to_string(),
+        size_mb: bytes.len() as f64 / 1e6,
+        mode: "cold (compiled)",
+        samples,
+    });
+    let mut samples = Vec::new();
+    for i in 0..cached {
+        let s = swap(admin, dir, &builds[i % CYCLE])?;
+        eprintln!(
+            "xtask bench:   {label} cached {}/{cached}: {:.1} ms",
+            i + 1,
+            s.total
+        );
+        samples.push(s);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rows.push(Row {
+        component: label.to_string(),
+        size_mb: bytes.len() as f64 / 1e6,
+        mode: "cached (compile cache)",
+        samples,
+    });
+    Ok(rows)
+}
+
+pub async fn section(setup: &Setup) -> Result<Section> {
+    let (rust_n, python_cold, python_cached) = if setup.quick { (5, 2, 4) } else { (20, 5, 10) };
+    eprintln!("xtask bench: swap latency: fresh cluster, one Memcached parent");
+    let cluster = cluster::start("swap").await?;
+    let ns = "bench".to_string();
+    cluster.namespace(&ns).await?;
+    let wasm = plugins::wasm_dir();
+    let rust =
+        std::fs::read(wasm.join("rust_memcached.wasm")).context("reading the Rust example")?;
+    let python =
+        std::fs::read(wasm.join("python_memcached.wasm")).context("reading the Python example")?;
+    let dir = plugins::target_dir().join("bench-swap-plugins");
+    let cache = plugins::target_dir().join("bench-swap-cache");
+    for d in [&dir, &cache] {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(dir.join(FILE), &rust)?;
+    let bins = Binaries {
+        operon: setup.bins.operon.clone(),
+        native: setup.bins.native.clone(),
+        plugins: dir.clone(),
+        logs: setup.bins.logs.clone(),
+        extra: vec![
+            "--cache-dir".into(),
+            cache.display().to_string(),
+            "--keep-revisions".into(),
+            "2".into(),
+        ],
+    };
+    let host = Running::start(Kind::Operon, &bins, &cluster.kubeconfig, &ns, "swap")?;
+    cluster::create_parents(&cluster.client, &ns, 1, 1, 1).await?;
+    let admin = host.admin.clone().context("operon has an admin address")?;
+    let (rows, host) = tokio::task::spawn_blocking(move || {
+        // The first reconcile of the starting revision, before any swap.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while host.operon_reconciles()? < 1.0 {
+            if Instant::now() > deadline {
+                bail!("operon did not reconcile the parent within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut counter = 0;
+        let mut rows = measure(
+            &admin,
+            &dir,
+            "Rust example",
+            &rust,
+            rust_n,
+            rust_n,
+            &mut counter,
+        )?;
+        rows.extend(measure(
+            &admin,
+            &dir,
+            "Python example",
+            &python,
+            python_cold,
+            python_cached,
+            &mut counter,
+        )?);
+        anyhow::Ok((rows, host))
+    })
+    .await??;
+    tokio::task::block_in_place(|| host.stop())?;
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&cache);
+
+    let mut md = String::new();
+    writeln!(md, "## Hot swap: swap latency\n")?;
+    writeln!(
+        md,
+        "A new build renamed into the plugin directory of a running `operon run` (one Memcached \
+         parent, default `--watch-interval-ms 100`), until the first reconcile on the new \
+         revision has finished, by the host's own clock (`firstReconcileAt` in `operon plugins`). \
+         Cold: a build never compiled; cached: one in the compile cache but not among the kept \
+         revisions (`--keep-revisions 2`, {CYCLE} builds cycled). \"Active\" is rename → the new \
+         revision swapped in (the directory poll, compile or cache load, checks, draining the \
+         old revision); the rest is the reconcile. The Python example is swapped in over the Rust \
+         one (same plugin name and kinds: a change of language under a running host).\n"
+    )?;
+    writeln!(
+        md,
+        "| component | size | build | samples | median | p99 | median until active | median compile |"
+    )?;
+    writeln!(md, "|---|---:|---|---:|---:|---:|---:|---:|")?;
+    let mut goals = Vec::new();
+    for r in &rows {
+        let total: Vec<f64> = r.samples.iter().map(|s| s.total).collect();
+        let active: Vec<f64> = r.samples.iter().map(|s| s.active).collect();
+        let compile: Vec<f64> = r.samples.iter().map(|s| s.compile).collect();
+        let (median, p99) = (stats::median(total.clone()), stats::percentile(total, 0.99));
+        writeln!(
+            md,
+            "| {} | {:.1} MB | {} | {} | {median:.0} ms | {p99:.0} ms | {:.0} ms | {:.0} ms |",
+            r.component,
+            r.size_mb,
+            r.mode,
+            r.samples.len(),
+            stats::median(active),
+            stats::median(compile),
+        )?;
+        if r.component.starts_with("Rust") {
+            goals.push(Goal {
+                goal: if r.mode.starts_with("cold") {
+                    "Swap latency, Rust example, cold"
+                } else {
+                    "Swap latency, Rust example, cached"
+                },
+                target: "< 200 ms (median)".into(),
+                measured: format!("{median:.0} ms median, {p99:.0} ms p99"),
+                met: Some(median < 200.0),
+            });
+        }
+    }
+    md.push('\n');
+    Ok(Section {
+        markdown: md,
+        goals,
+    })
+}

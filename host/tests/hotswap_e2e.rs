@@ -474,6 +474,37 @@ async fn a_failing_revision_is_rolled_back_on_its_own() {
         metric(&metrics(&host).await, "operon_plugin_swaps_total", &[]),
         2.0
     );
+
+    // Removing the component unloads the plugin: its watches close, its
+    // objects stay, changes are no longer reconciled. Putting it back
+    // loads it again.
+    let gadget_watch = "kind=\"test.operon.dev/v1/Gadget\"";
+    std::fs::remove_file(host.dir.join(FILE)).unwrap();
+    wait_until("the plugin to be unloaded", WAIT, || async {
+        let (code, _) = get(&host.admin, "/plugins/revisions").await?;
+        let watch = metric(&metrics(&host).await, "operon_watches", &[gadget_watch]);
+        Ok((code == 404 && watch == 0.0).then_some(()))
+    })
+    .await
+    .unwrap();
+    set_value(&env, &names[2], 99).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let cms: Api<ConfigMap> = env.api();
+    for n in &names {
+        let cm = cms.get(n).await.unwrap();
+        assert_eq!(
+            cm.data.unwrap()["revision"],
+            "v1",
+            "children are left as they are"
+        );
+    }
+    assert_ne!(
+        cms.get(&names[2]).await.unwrap().data.unwrap()["value"],
+        "99"
+    );
+    publish(&host.dir, FILE, &build("v1"));
+    active_is(&host, &v1).await;
+    converged(&env, &names, "v1").await;
 }
 
 #[tokio::test]

@@ -2,6 +2,14 @@
 //! decide (in [`crate::replicas`] and [`crate::storage`]), then act
 //! (`Enforce`) or only advise (`Recommend`), and write the status that
 //! carries the plugin's memory to the next call.
+//!
+//! When to look again: a change of the target or of one of its instance
+//! Pods wakes the policy (the registration maps them), a wait that ends
+//! (cooldown, stabilization window) requeues it for that moment, and in any
+//! case it looks every `spec.syncPeriodSeconds`, like the HPA's sync
+//! period: an exporter may update figures without anything else changing,
+//! and the host's `map-related` calls may not be allowed to read the
+//! policies a Pod concerns (see README.md).
 
 use std::time::Duration;
 
@@ -47,8 +55,9 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
     let spec: PolicySpec = req.spec()?;
     let policy = match validate::policy(&spec) {
         Ok(p) => p,
-        Err(why) => return Ok(out.inactive(&prev, INVALID, why)),
+        Err(why) => return Ok(out.inactive(&prev, INVALID, why, None)),
     };
+    let sync = Some(policy.sync_period);
     let ns = req.namespace();
     let cluster_desc = match ns {
         Some(ns) => format!("{CLUSTER_KIND} {ns}/{}", policy.target),
@@ -56,12 +65,12 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
     };
     let Some(cluster) = ctx.get_json(API_VERSION, CLUSTER_KIND, ns, &policy.target)? else {
         let why = format!("{cluster_desc} (spec.targetRef) does not exist");
-        return Ok(out.inactive(&prev, TARGET_NOT_FOUND, why));
+        return Ok(out.inactive(&prev, TARGET_NOT_FOUND, why, sync));
     };
     let size_text = cluster["spec"]["storage"]["size"].as_str();
     let current_size = match validate::against_target(&policy, &cluster_desc, size_text) {
         Ok(size) => size,
-        Err(why) => return Ok(out.inactive(&prev, INVALID, why)),
+        Err(why) => return Ok(out.inactive(&prev, INVALID, why, sync)),
     };
     let current = cluster["spec"]["instances"]
         .as_i64()
@@ -142,8 +151,19 @@ impl Outcome {
 
     /// A policy that cannot act: `Active=False` and `Blocked=True` with the
     /// reason, no patches, a Warning when the reason is new. The memory
-    /// (times, history) is kept for when it is fixed.
-    fn inactive(mut self, prev: &PolicyStatus, reason: &str, why: String) -> Response {
+    /// (times, history) is kept for when it is fixed. `sync`: look again
+    /// after that many seconds (a missing target may appear; a policy
+    /// refused for its spec waits for an edit).
+    fn inactive(
+        mut self,
+        prev: &PolicyStatus,
+        reason: &str,
+        why: String,
+        sync: Option<i64>,
+    ) -> Response {
+        if let Some(secs) = sync {
+            self.requeue_at(self.now + secs);
+        }
         let was = find_condition(&prev.conditions, ACTIVE);
         if was.is_none_or(|c| c.reason != reason || c.message != why) {
             self.response = self.response.event(Event::warning(reason, why.clone()));
@@ -355,13 +375,17 @@ impl Outcome {
             }),
         };
         self.set(BLOCKED, blocked);
-        // Come back when a wait ends: no event would bring the policy
-        // round at that moment.
-        if let Some(until) = blocks.iter().filter_map(|(_, u)| *u).min() {
-            let secs = u64::try_from(until - self.now).unwrap_or(0).max(1);
-            self.response =
-                std::mem::take(&mut self.response).requeue_after(Duration::from_secs(secs));
+        // Come back when a wait ends (no event would bring the policy
+        // round at that moment), and at the latest after the sync period.
+        let waits = blocks.iter().filter_map(|(_, u)| *u);
+        if let Some(at) = waits.chain([self.now + policy.sync_period]).min() {
+            self.requeue_at(at);
         }
+    }
+
+    fn requeue_at(&mut self, at: i64) {
+        let secs = u64::try_from(at - self.now).unwrap_or(0).max(1);
+        self.response = std::mem::take(&mut self.response).requeue_after(Duration::from_secs(secs));
     }
 
     fn finish(mut self) -> Response {

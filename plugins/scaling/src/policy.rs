@@ -21,6 +21,8 @@ pub struct PolicySpec {
     pub replicas: Option<ReplicasSpec>,
     #[serde(default)]
     pub storage: Option<StorageSpec>,
+    #[serde(default)]
+    pub sync_period_seconds: Option<i64>,
 }
 
 /// The cluster a policy scales: a `PostgresCluster` in the policy's
@@ -74,6 +76,7 @@ pub const DEFAULT_SCALE_UP_COOLDOWN: i64 = 60;
 pub const DEFAULT_STABILIZATION: i64 = 300;
 pub const DEFAULT_TRIGGER_PERCENT: f64 = 80.0;
 pub const DEFAULT_STORAGE_COOLDOWN: i64 = 300;
+pub const DEFAULT_SYNC_PERIOD: i64 = 30;
 
 /// A checked policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +86,9 @@ pub struct Policy {
     pub mode: Mode,
     pub replicas: Option<Replicas>,
     pub storage: Option<Storage>,
+    /// Seconds between two looks at the figures when nothing else wakes
+    /// the policy (see [`crate::plan`]).
+    pub sync_period: i64,
 }
 
 /// Whether the policy acts or only advises.

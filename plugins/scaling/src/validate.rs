@@ -9,8 +9,8 @@
 
 use crate::policy::{
     DEFAULT_MIN, DEFAULT_SCALE_UP_COOLDOWN, DEFAULT_STABILIZATION, DEFAULT_STORAGE_COOLDOWN,
-    DEFAULT_TRIGGER_PERCENT, Metric, Mode, Policy, PolicySpec, Replicas, ReplicasSpec, Storage,
-    StorageSpec,
+    DEFAULT_SYNC_PERIOD, DEFAULT_TRIGGER_PERCENT, Metric, Mode, Policy, PolicySpec, Replicas,
+    ReplicasSpec, Storage, StorageSpec,
 };
 use crate::quantity::parse_bytes;
 use crate::{CLUSTER_KIND, GROUP};
@@ -34,6 +34,10 @@ pub fn policy(spec: &PolicySpec) -> Result<Policy, String> {
         .storage
         .as_ref()
         .and_then(|s| storage(s, &mut problems));
+    let sync_period = spec.sync_period_seconds.unwrap_or(DEFAULT_SYNC_PERIOD);
+    if sync_period < 1 {
+        problems.push(format!("spec.syncPeriodSeconds {sync_period} is below 1"));
+    }
     if spec.replicas.is_none() && spec.storage.is_none() {
         problems
             .push("the policy has neither spec.replicas nor spec.storage: nothing to scale".into());
@@ -44,6 +48,7 @@ pub fn policy(spec: &PolicySpec) -> Result<Policy, String> {
             mode,
             replicas,
             storage,
+            sync_period,
         }),
         _ => Err(problems.join("; ")),
     }
@@ -267,6 +272,7 @@ mod tests {
             mode: Some("Enforce".into()),
             replicas,
             storage,
+            sync_period_seconds: None,
         }
     }
 

@@ -108,7 +108,7 @@ fn native_output_matches_the_golden_files() {
         assert_eq!(actual, expected, "{name}");
         checked += 1;
     }
-    assert!(checked >= 30, "only {checked} golden scenarios");
+    assert!(checked >= 31, "only {checked} golden scenarios");
 }
 
 fn condition<'a>(resp: &'a Response, t: &str) -> &'a Value {
@@ -182,6 +182,11 @@ fn every_refusal_changes_nothing_and_says_why() {
             "invalid-storage-max-below-current",
             "InvalidPolicy",
             "spec.storage.maxSize 5Gi is below the current size 10Gi of PostgresCluster demo/hippo",
+        ),
+        (
+            "invalid-sync-period",
+            "InvalidPolicy",
+            "spec.syncPeriodSeconds 0 is below 1",
         ),
         (
             "target-not-found",
@@ -284,10 +289,16 @@ fn waits_come_back_when_they_end() {
             "{name}"
         );
     }
-    // Lag has no end time: the Pods' next figures bring the policy round.
+    // Lag has no end time: the sync period (default 30s) looks again.
     let resp = run("scale-down-lag");
     assert_eq!(condition(&resp, "Blocked")["reason"], "ReplicationLag");
-    assert_eq!(resp.requeue_after, None);
+    assert_eq!(resp.requeue_after, Some(Duration::from_secs(30)));
+    // A refused spec waits for an edit; a missing target is looked for.
+    assert_eq!(run("invalid-mode").requeue_after, None);
+    assert_eq!(
+        run("target-not-found").requeue_after,
+        Some(Duration::from_secs(30))
+    );
 }
 
 /// A PostgresCluster the test scales by the policy's patches, and instance
@@ -394,6 +405,8 @@ fn replicas_spec(mode: &str) -> Value {
         "targetRef": {"name": "hippo"}, "mode": mode,
         "replicas": {"min": 1, "max": 4, "metric": "connections", "target": 10,
                      "scaleUpCooldownSeconds": 20, "scaleDownStabilizationSeconds": 60},
+        // Long, so that requeues show the ends of waits.
+        "syncPeriodSeconds": 3600,
     })
 }
 
@@ -555,7 +568,10 @@ fn related_objects_map_to_the_policies_that_target_their_cluster() {
         Some("demo"),
         "a",
     );
-    assert_eq!(policies_for(&ctx, &pod("instance")), std::slice::from_ref(&a));
+    assert_eq!(
+        policies_for(&ctx, &pod("instance")),
+        std::slice::from_ref(&a)
+    );
     assert!(
         policies_for(&ctx, &pod("sql")).is_empty(),
         "Job Pods carry no figures"

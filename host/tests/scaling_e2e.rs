@@ -1,0 +1,589 @@
+//! The scaling plugin beside the postgres plugin, composed through the API
+//! server only (kwok fake nodes run the Pods; no PostgreSQL runs in them,
+//! so the test writes the figures an exporter would: annotations on the
+//! instance Pods).
+//!
+//! - offline first: `operon reconcile` on every scenario of
+//!   `plugins/scaling/fixtures` (through the engine, with the plugin's own
+//!   grants file) gives its golden `expected.yaml` (`UPDATE_GOLDEN=1`
+//!   rewrites them); no cluster is needed for that one;
+//! - the CRD refuses at admission what its schema can, and takes the
+//!   documented example;
+//! - `Enforce`: load raises a cluster from 1 to its max of 3 instances; a
+//!   flapping load moves nothing; a low load takes it down to 1 only after
+//!   the stabilization window, and only once the replicas have caught up;
+//!   the primary stays;
+//! - `Recommend` writes the recommendation and changes nothing; switched to
+//!   `Enforce`, the storage grows through the cluster's spec, which the
+//!   postgres plugin carries on to the volume claim.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    PostParams, WatchEvent, WatchParams,
+};
+use operon_test_support::{TestEnv, wait_until};
+use serde_json::{Value, json};
+
+use common::host::{Host, condition, event_notes};
+
+const WAIT: Duration = Duration::from_secs(180);
+const GROUP: &str = "postgres.operon.dev";
+
+fn plugin_dir() -> PathBuf {
+    common::root().join("plugins/scaling")
+}
+
+fn fixtures() -> PathBuf {
+    plugin_dir().join("fixtures")
+}
+
+fn grants() -> PathBuf {
+    plugin_dir().join("grants.yaml")
+}
+
+/// Every scenario directory (each has parent.yaml and related.yaml).
+fn scenarios() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.path()
+                .join("parent.yaml")
+                .exists()
+                .then(|| e.file_name().to_string_lossy().to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_scenario_matches_its_golden_file_through_the_cli() {
+    let wasm = common::component("operon-scaling");
+    let all = scenarios();
+    assert!(all.len() >= 30, "scenarios found: {all:?}");
+    let mut differ = Vec::new();
+    for scenario in &all {
+        let dir = fixtures().join(scenario);
+        let out = Command::new(env!("CARGO_BIN_EXE_operon"))
+            .arg("reconcile")
+            .arg(&wasm)
+            .arg("--parent")
+            .arg(dir.join("parent.yaml"))
+            .arg("--related")
+            .arg(dir.join("related.yaml"))
+            .arg("--grants")
+            .arg(grants())
+            .args(["--now", "2026-01-01T00:00:00Z"])
+            .env_remove("OPERON_LOG")
+            .output()
+            .expect("running operon");
+        assert!(
+            out.status.success(),
+            "{scenario}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let actual = String::from_utf8(out.stdout).unwrap();
+        let golden = dir.join("expected.yaml");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", golden.display()));
+        if actual != expected {
+            differ.push(scenario.clone());
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "output differs from expected.yaml in {differ:?}"
+    );
+}
+
+fn dynamic_api(env: &TestEnv, kind: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, "v1alpha1", kind));
+    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
+}
+
+fn cluster_api(env: &TestEnv) -> Api<DynamicObject> {
+    dynamic_api(env, "PostgresCluster")
+}
+
+fn policy_api(env: &TestEnv) -> Api<DynamicObject> {
+    dynamic_api(env, "PostgresScalingPolicy")
+}
+
+fn object(v: Value) -> DynamicObject {
+    serde_json::from_value(v).unwrap()
+}
+
+/// `operon run` with both plugins and the scaling plugin's grants file.
+///
+/// The PostgresCluster CRD is applied first, as the host would (field
+/// manager `operon`): the host installs each plugin's CRDs just before
+/// starting that plugin's controller, in directory order, and
+/// `operon_scaling.wasm` comes before `postgres.wasm`, so the scaling
+/// plugin's watch of PostgresClusters would otherwise start before the
+/// kind exists and the host would stop.
+async fn start_host(env: &TestEnv) -> Host {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("plugins/postgres/crd.json")).unwrap(),
+    )
+    .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.patch(
+        crd["metadata"]["name"].as_str().unwrap(),
+        &PatchParams::apply("operon").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    let clusters = cluster_api(env);
+    wait_until("the PostgresCluster kind to be served", WAIT, || async {
+        Ok(clusters.list(&Default::default()).await.ok().map(|_| ()))
+    })
+    .await
+    .unwrap();
+    let grants = grants();
+    Host::start_with(
+        env,
+        &["postgres", "operon-scaling"],
+        &env.kubeconfig_path,
+        &["--grants", grants.to_str().unwrap()],
+    )
+}
+
+/// Pre-bound volumes for the instances' data claims (the test cluster has
+/// no provisioner), optionally of a StorageClass; deleted on drop, with the
+/// class (PVs and classes are cluster-scoped).
+struct Volumes {
+    kubeconfig: PathBuf,
+    names: Vec<String>,
+    class: Option<String>,
+}
+
+impl Volumes {
+    async fn create(env: &TestEnv, cluster: &str, instances: u32, class: Option<&str>) -> Volumes {
+        if let Some(class) = class {
+            // Expansion allowed, so the postgres plugin's claim resize passes
+            // admission; no provisioner acts on it here.
+            let sc: StorageClass = serde_json::from_value(json!({
+                "metadata": {"name": class},
+                "provisioner": "kubernetes.io/no-provisioner",
+                "allowVolumeExpansion": true,
+                "volumeBindingMode": "Immediate",
+            }))
+            .unwrap();
+            Api::<StorageClass>::all(env.client.clone())
+                .create(&PostParams::default(), &sc)
+                .await
+                .unwrap();
+        }
+        let api: Api<PersistentVolume> = Api::all(env.client.clone());
+        let mut names = Vec::new();
+        for i in 0..instances {
+            let name = format!("{}-{cluster}-{i}", env.namespace);
+            let pv: PersistentVolume = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": class.unwrap_or_default(),
+                    "hostPath": {"path": format!("/tmp/{name}")},
+                    "claimRef": {"namespace": env.namespace, "name": format!("{cluster}-{i}-data")},
+                }
+            }))
+            .unwrap();
+            api.create(&PostParams::default(), &pv).await.unwrap();
+            names.push(name);
+        }
+        Volumes {
+            kubeconfig: env.kubeconfig_path.clone(),
+            names,
+            class: class.map(str::to_string),
+        }
+    }
+}
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        let kubeconfig = self.kubeconfig.clone();
+        let names = std::mem::take(&mut self.names);
+        let class = self.class.take();
+        // Drop cannot await, and the test's client belongs to the test's
+        // (blocked) runtime: a thread with its own runtime and client.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let Ok(client) = operon_test_support::client_for(&kubeconfig, None).await else {
+                    return;
+                };
+                let pvs: Api<PersistentVolume> = Api::all(client.clone());
+                for n in names {
+                    let _ = pvs.delete(&n, &DeleteParams::default()).await;
+                }
+                if let Some(class) = class {
+                    let classes: Api<StorageClass> = Api::all(client);
+                    let _ = classes.delete(&class, &DeleteParams::default()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Waits until the cluster is Ready with `n` ready instances for its
+/// current generation.
+async fn wait_ready(env: &TestEnv, name: &str, n: i64) -> Value {
+    let api = cluster_api(env);
+    wait_until(
+        &format!("{name} Ready with {n} instances"),
+        WAIT,
+        || async {
+            let obj = serde_json::to_value(api.get(name).await?)?;
+            let ok = condition(&obj, "Ready").is_some_and(|c| c["status"] == "True")
+                && obj["status"]["readyInstances"] == n
+                && obj["status"]["instances"] == n
+                && obj["status"]["observedGeneration"] == obj["metadata"]["generation"];
+            Ok(ok.then_some(obj))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits until the policy's condition has this status and reason; returns
+/// the policy.
+async fn wait_condition(
+    env: &TestEnv,
+    policy: &str,
+    ty: &str,
+    status: &str,
+    reason: &str,
+) -> Value {
+    let api = policy_api(env);
+    wait_until(
+        &format!("{policy} {ty}={status} ({reason})"),
+        WAIT,
+        || async {
+            let obj = serde_json::to_value(api.get(policy).await?)?;
+            if condition(&obj, ty).is_some_and(|c| c["status"] == status && c["reason"] == reason) {
+                Ok(Some(obj))
+            } else {
+                // The timeout's message then shows what the policy said.
+                Err(anyhow::anyhow!("status {}", obj["status"]))
+            }
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Sets figures on an instance Pod, as an exporter would.
+async fn annotate(env: &TestEnv, pod: &str, figures: &[(&str, &str)]) {
+    let annotations: serde_json::Map<String, Value> = figures
+        .iter()
+        .map(|(k, v)| (format!("postgres.operon.dev/{k}"), json!(v)))
+        .collect();
+    let pods: Api<Pod> = env.api();
+    pods.patch(
+        pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+    )
+    .await
+    .unwrap();
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Every `spec.instances` the cluster has had since the watch began, in
+/// order, repeats collapsed: the test's record of flapping.
+fn watch_instances(env: &TestEnv, name: &str) -> Arc<Mutex<Vec<i64>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let api = cluster_api(env);
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(290);
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let mut stream = api.watch(&params, "0").await.unwrap().boxed();
+        while let Ok(Some(event)) = stream.try_next().await {
+            if let WatchEvent::Added(o) | WatchEvent::Modified(o) = event
+                && let Some(n) = o.data["spec"]["instances"].as_i64()
+            {
+                let mut seen = record.lock().unwrap();
+                if seen.last() != Some(&n) {
+                    seen.push(n);
+                }
+            }
+        }
+    });
+    seen
+}
+
+fn read_object(path: &Path) -> Value {
+    operon::cli::read_objects(path).unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn enforce_follows_the_load_within_bounds_and_stabilizes() {
+    let env = TestEnv::new().await;
+    let _volumes = Volumes::create(&env, "pg", 3, None).await;
+    let host = start_host(&env).await;
+    host.ready().await;
+    let (clusters, policies) = (cluster_api(&env), policy_api(&env));
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+
+    // The schema refuses what it can; the documented example is accepted.
+    for (field, spec) in [
+        (
+            "spec.replicas.min",
+            json!({"min": 0, "max": 2, "metric": "connections", "target": 5}),
+        ),
+        (
+            "spec.replicas.metric",
+            json!({"max": 2, "metric": "qps", "target": 5}),
+        ),
+    ] {
+        let bad = object(json!({
+            "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresScalingPolicy",
+            "metadata": {"name": "bad", "namespace": env.namespace},
+            "spec": {"targetRef": {"name": "pg"}, "replicas": spec}
+        }));
+        let err = policies.create(&dry, &bad).await.unwrap_err().to_string();
+        assert!(err.contains(field), "{err}");
+    }
+    let mut example = read_object(&fixtures().join("policy.yaml"));
+    example["metadata"]["namespace"] = json!(env.namespace);
+    policies.create(&dry, &object(example)).await.unwrap();
+
+    clusters
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresCluster",
+                "metadata": {"name": "pg", "namespace": env.namespace},
+                "spec": {"version": 16, "instances": 1, "storage": {"size": "1Gi"},
+                         // kwok restarts Pods in a moment; no failover here.
+                         "failover": {"delaySeconds": 600}}
+            })),
+        )
+        .await
+        .unwrap();
+    let seen = watch_instances(&env, "pg");
+    wait_ready(&env, "pg", 1).await;
+    policies
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresScalingPolicy",
+                "metadata": {"name": "pg-auto", "namespace": env.namespace},
+                "spec": {
+                    "targetRef": {"name": "pg"}, "mode": "Enforce", "syncPeriodSeconds": 2,
+                    "replicas": {"min": 1, "max": 3, "metric": "connections", "target": 10,
+                                 "scaleUpCooldownSeconds": 5, "scaleDownStabilizationSeconds": 20,
+                                 "maxReplicationLagBytes": 1048576}
+                }
+            })),
+        )
+        .await
+        .unwrap();
+    // No exporter has written figures yet: nothing to decide on.
+    let p = wait_condition(&env, "pg-auto", "Active", "False", "FiguresUnavailable").await;
+    let message = condition(&p, "Active").unwrap()["message"].clone();
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("no instance Pod has the annotation postgres.operon.dev/connections"),
+        "{message}"
+    );
+
+    // 45 connections on one instance want 5 instances at 10 each: capped at 3.
+    annotate(&env, "pg-0-0", &[("connections", "45")]).await;
+    let p = wait_condition(&env, "pg-auto", "Limited", "True", "TooManyInstances").await;
+    assert_eq!(p["status"]["recommendation"]["instances"], 3);
+    let obj = wait_ready(&env, "pg", 3).await;
+    assert_eq!(obj["spec"]["instances"], 3);
+
+    // The load flaps between quiet and busy: the window holds the 3.
+    for round in 0..4 {
+        let per_pod = if round % 2 == 0 { "1" } else { "15" };
+        for pod in ["pg-0-0", "pg-1-0", "pg-2-0"] {
+            annotate(&env, pod, &[("connections", per_pod)]).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // Quiet for good; one replica lags 10 MiB (the bound is 1 MiB).
+    annotate(&env, "pg-1-0", &[("replication-lag-bytes", "10485760")]).await;
+    annotate(&env, "pg-2-0", &[("replication-lag-bytes", "0")]).await;
+    let quiet_since = now_secs();
+    for pod in ["pg-0-0", "pg-1-0", "pg-2-0"] {
+        annotate(&env, pod, &[("connections", "1")]).await;
+    }
+    // The window ends (the policy's requeue, no event), then the lag holds.
+    let p = wait_condition(&env, "pg-auto", "Blocked", "True", "ReplicationLag").await;
+    let message = condition(&p, "Blocked").unwrap()["message"].clone();
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("replica pg-1-0 lags 10485760 bytes"),
+        "{message}"
+    );
+    assert_eq!(
+        clusters.get("pg").await.unwrap().data["spec"]["instances"],
+        3
+    );
+    // Caught up: down to the minimum, the primary kept.
+    annotate(&env, "pg-1-0", &[("replication-lag-bytes", "0")]).await;
+    let obj = wait_ready(&env, "pg", 1).await;
+    assert_eq!(obj["status"]["currentPrimary"], "pg-0");
+    let p = serde_json::to_value(policies.get("pg-auto").await.unwrap()).unwrap();
+    let scaled =
+        operon_sdk::time::parse_rfc3339(p["status"]["lastScaleTime"].as_str().unwrap()).unwrap();
+    assert!(
+        scaled >= quiet_since + 20,
+        "scaled down at {scaled}, before the 20s window after {quiet_since} ended"
+    );
+
+    assert_eq!(*seen.lock().unwrap(), [1, 3, 1], "no flapping");
+    assert_eq!(event_notes(&env, "pg-auto", "ScaledUp").await.len(), 1);
+    let down = event_notes(&env, "pg-auto", "ScaledDown").await;
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert!(down[0].contains("3 → 1 instances"), "{down:?}");
+    drop(host);
+}
+
+#[tokio::test]
+async fn recommend_changes_nothing_and_enforce_grows_the_storage() {
+    let env = TestEnv::new().await;
+    let class = format!("{}-expandable", env.namespace);
+    let _volumes = Volumes::create(&env, "rec", 1, Some(&class)).await;
+    let host = start_host(&env).await;
+    host.ready().await;
+    let (clusters, policies) = (cluster_api(&env), policy_api(&env));
+    clusters
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresCluster",
+                "metadata": {"name": "rec", "namespace": env.namespace},
+                "spec": {"version": 16, "instances": 1,
+                         "storage": {"size": "1Gi", "storageClassName": class},
+                         "failover": {"delaySeconds": 600}}
+            })),
+        )
+        .await
+        .unwrap();
+    let before = wait_ready(&env, "rec", 1).await;
+    annotate(
+        &env,
+        "rec-0-0",
+        &[("connections", "45"), ("disk-used-percent", "91")],
+    )
+    .await;
+    policies
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresScalingPolicy",
+                "metadata": {"name": "rec-advice", "namespace": env.namespace},
+                "spec": {
+                    "targetRef": {"name": "rec"}, "mode": "Recommend", "syncPeriodSeconds": 2,
+                    "replicas": {"max": 3, "metric": "connections", "target": 10},
+                    "storage": {"triggerPercent": 80, "step": "1Gi", "maxSize": "3Gi",
+                                "cooldownSeconds": 3600}
+                }
+            })),
+        )
+        .await
+        .unwrap();
+    let p = wait_until("a recommendation for rec", WAIT, || async {
+        let p = serde_json::to_value(policies.get("rec-advice").await?)?;
+        Ok(p["status"]["recommendation"]["storageSize"]
+            .is_string()
+            .then_some(p))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        p["status"]["recommendation"],
+        json!({"instances": 3, "storageSize": "2Gi"})
+    );
+    assert_eq!(condition(&p, "Active").unwrap()["status"], "True");
+    // A patch would have been applied before the status that recommends.
+    let after = serde_json::to_value(clusters.get("rec").await.unwrap()).unwrap();
+    assert_eq!(
+        after["metadata"]["generation"],
+        before["metadata"]["generation"]
+    );
+    assert_eq!(after["spec"], before["spec"]);
+    let notes = event_notes(&env, "rec-advice", "Recommended").await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("recommends 3 instances (now 1) and storage 2Gi (now 1Gi)")),
+        "{notes:?}"
+    );
+
+    // Enforce, storage only: the cluster's size grows one step, the
+    // postgres plugin resizes the claim, and the cooldown holds the next.
+    policies
+        .patch(
+            "rec-advice",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"mode": "Enforce", "replicas": null}})),
+        )
+        .await
+        .unwrap();
+    wait_until("rec's storage at 2Gi", WAIT, || async {
+        let c = clusters.get("rec").await?;
+        Ok((c.data["spec"]["storage"]["size"] == "2Gi").then_some(()))
+    })
+    .await
+    .unwrap();
+    let pvcs: Api<PersistentVolumeClaim> = env.api();
+    wait_until("claim rec-0-data asks for 2Gi", WAIT, || async {
+        let pvc = serde_json::to_value(pvcs.get("rec-0-data").await?)?;
+        Ok((pvc["spec"]["resources"]["requests"]["storage"] == "2Gi").then_some(()))
+    })
+    .await
+    .unwrap();
+    let p = wait_condition(&env, "rec-advice", "Blocked", "True", "StorageCooldown").await;
+    assert_eq!(p["status"]["recommendation"]["storageSize"], "3Gi");
+    assert_eq!(
+        clusters.get("rec").await.unwrap().data["spec"]["instances"],
+        1,
+        "no replicas part: instances untouched"
+    );
+    assert_eq!(
+        event_notes(&env, "rec-advice", "StorageGrown").await.len(),
+        1
+    );
+    drop(host);
+}

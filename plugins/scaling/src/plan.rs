@@ -22,11 +22,12 @@ use crate::figures::{self, Instance};
 use crate::history::History;
 use crate::policy::{Mode, Policy, PolicySpec};
 use crate::status::{self, ACTIVE, BLOCKED, LIMITED, PolicyStatus, Recommendation, State};
-use crate::{API_VERSION, CLUSTER_KIND, replicas, storage, validate};
+use crate::{API_VERSION, CLUSTER_KIND, KIND, replicas, storage, validate};
 
 /// Reasons of the `Active` condition (and of `Blocked` when inactive).
 pub const INVALID: &str = "InvalidPolicy";
 pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+pub const TARGET_CONFLICT: &str = "TargetConflict";
 pub const FIGURES_READ: &str = "FiguresRead";
 pub const FIGURES_UNAVAILABLE: &str = "FiguresUnavailable";
 /// Reasons of `Blocked` when the cluster must not be changed now.
@@ -67,6 +68,9 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
         let why = format!("{cluster_desc} (spec.targetRef) does not exist");
         return Ok(out.inactive(&prev, TARGET_NOT_FOUND, why, sync));
     };
+    if let Some(why) = rival(ctx, req, &policy, &cluster_desc)? {
+        return Ok(out.inactive(&prev, TARGET_CONFLICT, why, sync));
+    }
     let size_text = cluster["spec"]["storage"]["size"].as_str();
     let current_size = match validate::against_target(&policy, &cluster_desc, size_text) {
         Ok(size) => size,
@@ -92,6 +96,42 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
     };
     out.decide(&policy, &prev, &target, current_size, &instances);
     Ok(out.finish())
+}
+
+/// Two policies setting the same figure of one cluster would undo each
+/// other's changes at every turn. Of policies that overlap (both manage
+/// replicas, or both storage), the first by name acts; the others say
+/// which one does. One managing replicas and another storage may share a
+/// cluster.
+fn rival(
+    ctx: &Context,
+    req: &Request,
+    policy: &Policy,
+    cluster_desc: &str,
+) -> Result<Option<String>, Error> {
+    let me = req.name();
+    let others = ctx.list_json(API_VERSION, KIND, req.namespace(), None)?;
+    let overlap = |p: &Value| {
+        let parts = [
+            ("replicas", policy.replicas.is_some()),
+            ("storage", policy.storage.is_some()),
+        ];
+        parts
+            .into_iter()
+            .find(|(part, mine)| *mine && !p["spec"][part].is_null())
+            .map(|(part, _)| part)
+    };
+    let first = others
+        .iter()
+        .filter(|p| p["spec"]["targetRef"]["name"].as_str() == Some(policy.target.as_str()))
+        .filter_map(|p| Some((p["metadata"]["name"].as_str()?, overlap(p)?)))
+        .filter(|(name, _)| *name < me)
+        .min();
+    Ok(first.map(|(name, part)| {
+        format!(
+            "{KIND} {name} also manages the {part} of {cluster_desc}: of overlapping policies the first by name acts"
+        )
+    }))
 }
 
 /// The target cluster as a decision needs it.

@@ -108,7 +108,7 @@ fn native_output_matches_the_golden_files() {
         assert_eq!(actual, expected, "{name}");
         checked += 1;
     }
-    assert!(checked >= 31, "only {checked} golden scenarios");
+    assert!(checked >= 32, "only {checked} golden scenarios");
 }
 
 fn condition<'a>(resp: &'a Response, t: &str) -> &'a Value {
@@ -187,6 +187,12 @@ fn every_refusal_changes_nothing_and_says_why() {
             "invalid-sync-period",
             "InvalidPolicy",
             "spec.syncPeriodSeconds 0 is below 1",
+        ),
+        (
+            "target-conflict",
+            "TargetConflict",
+            "PostgresScalingPolicy a-hippo also manages the replicas of PostgresCluster demo/hippo: \
+             of overlapping policies the first by name acts",
         ),
         (
             "target-not-found",

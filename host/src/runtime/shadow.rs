@@ -122,7 +122,6 @@ pub fn diff(active: &Outcome, candidate: &Outcome) -> Option<String> {
     if let Some(d) = first_difference(sa, sc, "") {
         return Some(format!("status: {d}"));
     }
-    let json = |v: &dyn ErasedSerialize| v.to_json();
     if json(&active.patches) != json(&candidate.patches) {
         return Some(format!(
             "patches: {} in the active answer, {} in the candidate's",
@@ -152,15 +151,9 @@ pub fn diff(active: &Outcome, candidate: &Outcome) -> Option<String> {
     None
 }
 
-/// Serializing for comparison without naming each type.
-trait ErasedSerialize {
-    fn to_json(&self) -> Value;
-}
-
-impl<T: Serialize> ErasedSerialize for T {
-    fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
+/// A value as JSON, for comparing answers field by field.
+fn json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 /// Children by `apiVersion kind namespace/name`.

@@ -342,6 +342,18 @@ fn watch_instances(env: &TestEnv, name: &str) -> Arc<Mutex<Vec<i64>>> {
     seen
 }
 
+/// The subresources (none: the object itself) through which a field
+/// manager wrote the object, from its `managedFields`.
+fn written_by(obj: &Value, manager: &str) -> Vec<Option<String>> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["manager"] == manager)
+        .map(|m| m["subresource"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn read_object(path: &Path) -> Value {
     operon::cli::read_objects(path).unwrap().remove(0)
 }
@@ -429,6 +441,11 @@ async fn enforce_follows_the_load_within_bounds_and_stabilizes() {
     assert_eq!(p["status"]["recommendation"]["instances"], 3);
     let obj = wait_ready(&env, "pg", 3).await;
     assert_eq!(obj["spec"]["instances"], 3);
+    assert_eq!(
+        written_by(&obj, "operon/scaling"),
+        [Some("scale".to_string())],
+        "instances change through the scale subresource"
+    );
 
     // The load flaps between quiet and busy: the window holds the 3.
     for round in 0..4 {
@@ -561,12 +578,17 @@ async fn recommend_changes_nothing_and_enforce_grows_the_storage() {
         )
         .await
         .unwrap();
-    wait_until("rec's storage at 2Gi", WAIT, || async {
-        let c = clusters.get("rec").await?;
-        Ok((c.data["spec"]["storage"]["size"] == "2Gi").then_some(()))
+    let obj = wait_until("rec's storage at 2Gi", WAIT, || async {
+        let c = serde_json::to_value(clusters.get("rec").await?)?;
+        Ok((c["spec"]["storage"]["size"] == "2Gi").then_some(c))
     })
     .await
     .unwrap();
+    assert_eq!(
+        written_by(&obj, "operon/scaling"),
+        [None],
+        "storage changes through the cluster's spec"
+    );
     let pvcs: Api<PersistentVolumeClaim> = env.api();
     wait_until("claim rec-0-data asks for 2Gi", WAIT, || async {
         let pvc = serde_json::to_value(pvcs.get("rec-0-data").await?)?;

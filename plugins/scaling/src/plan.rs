@@ -49,6 +49,7 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
             last_scale_time: prev.last_scale_time.clone(),
             last_storage_grow_time: prev.last_storage_grow_time.clone(),
             recent_recommendations: prev.recent_recommendations.clone(),
+            target_generation: prev.target_generation,
             ..PolicyStatus::default()
         },
         response: Response::new(),
@@ -71,6 +72,11 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
     if let Some(why) = rival(ctx, req, &policy, &cluster_desc)? {
         return Ok(out.inactive(&prev, TARGET_CONFLICT, why, sync));
     }
+    let generation = cluster["metadata"]["generation"].as_i64();
+    if policy.mode == Mode::Enforce && in_flight(&prev, generation, now) {
+        // Leave the status as it is and look again in a moment.
+        return Ok(Response::new().requeue_after(Duration::from_secs(1)));
+    }
     let size_text = cluster["spec"]["storage"]["size"].as_str();
     let current_size = match validate::against_target(&policy, &cluster_desc, size_text) {
         Ok(size) => size,
@@ -89,6 +95,7 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
 
     let target = Target {
         hold: hold(&cluster, &cluster_desc),
+        generation,
         reference: ObjectRef::new(API_VERSION, CLUSTER_KIND, ns, policy.target.clone()),
         desc: cluster_desc,
         current,
@@ -134,8 +141,30 @@ fn rival(
     }))
 }
 
+/// How long a change may take to show in the host's cache before the
+/// policy stops waiting for it (a patch that changed nothing, e.g. because
+/// someone else set the same value, never shows).
+pub const IN_FLIGHT_SECS: i64 = 10;
+
+/// Whether the policy's last change has not reached the host's cache yet:
+/// the cluster still has the generation that change was made from. The
+/// policy's own status update can bring it round before the cluster's
+/// watch event arrives, and deciding on the stale cluster would make the
+/// same change again (a second event, a new scale time).
+fn in_flight(prev: &PolicyStatus, generation: Option<i64>, now: i64) -> bool {
+    let last = [&prev.last_scale_time, &prev.last_storage_grow_time]
+        .into_iter()
+        .filter_map(|t| t.as_deref().and_then(parse_rfc3339))
+        .max();
+    generation.is_some()
+        && prev.target_generation == generation
+        && last.is_some_and(|t| now - t < IN_FLIGHT_SECS)
+}
+
 /// The target cluster as a decision needs it.
 struct Target {
+    /// Its `metadata.generation`, recorded with each change.
+    generation: Option<i64>,
     reference: ObjectRef,
     desc: String,
     current: i32,
@@ -309,6 +338,7 @@ impl Outcome {
                 format!("{}: {from} → {to} instances ({explanation})", target.desc),
             ));
         self.status.last_scale_time = Some(format_rfc3339(self.now));
+        self.status.target_generation = target.generation;
     }
 
     fn grow(&mut self, target: &Target, to: &str, explanation: &str) {
@@ -323,6 +353,7 @@ impl Outcome {
                 format!("{}: storage {from} → {to} ({explanation})", target.desc),
             ));
         self.status.last_storage_grow_time = Some(format_rfc3339(self.now));
+        self.status.target_generation = target.generation;
     }
 
     fn recommended(&mut self, target: &Target, scale_to: Option<i32>, grow_to: Option<&str>) {

@@ -35,6 +35,11 @@ pub struct PolicyStatus {
     pub last_scale_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_storage_grow_time: Option<String>,
+    /// The target's `metadata.generation` the last change was made from;
+    /// while the host's cache still shows it, that change is in flight and
+    /// is not made again (see [`crate::plan`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_generation: Option<i64>,
     /// Recommendations of the scale-down stabilization window, oldest
     /// first (see [`crate::history`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

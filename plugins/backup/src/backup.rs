@@ -20,9 +20,8 @@ use crate::spec::phase::{COMPLETED, FAILED, INVALID, PENDING, RUNNING};
 use crate::spec::{Artifact, BackupSpec, BackupStatus, DeletionPolicy, Source};
 use crate::validate::{self, MAX_NAME_LEN};
 
-/// How often a backup waiting for its cluster looks again (the cluster's
-/// changes also wake it, through the related-kind mapping).
-const WAIT: Duration = Duration::from_secs(30);
+/// How often a backup waiting for its cluster looks again.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// What an observed Job says.
 #[derive(Debug, Clone, PartialEq)]

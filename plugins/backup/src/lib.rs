@@ -23,10 +23,10 @@ pub mod validate;
 pub mod zone;
 
 use operon_sdk::{
-    Context, Error, Gvk, ObjectRef, Reconciler, Registration, RelatedMapping, Request, Response,
+    Context, Error, Gvk, Reconciler, Registration, RelatedMapping, Request, Response,
 };
 
-use api::{BACKUP_KIND, CLUSTER_API_VERSION, CLUSTER_KIND, GROUP, VERSION};
+use api::{BACKUP_KIND, CLUSTER_KIND, GROUP, VERSION};
 
 /// The PostgresBackup CRD; this component ships it.
 pub const CRD: &str = include_str!("../crd/postgresbackup.json");
@@ -43,9 +43,13 @@ impl Reconciler for BackupReconciler {
         )
         .owns_kind(Gvk::new("batch", "v1", "Job"))
         .owns_kind(Gvk::new("", "v1", "PersistentVolumeClaim"))
-        // A cluster's changes wake the backups waiting for it and
-        // those it restores from.
-        .related(cluster.clone(), RelatedMapping::Custom)
+        // A cluster bootstrapping from a backup wakes that backup, which
+        // publishes the restore source on it. (Backups waiting for a
+        // cluster to be Ready look again on their own.)
+        .related(
+            cluster.clone(),
+            RelatedMapping::Field("spec.bootstrap.fromBackup.backupName".into()),
+        )
         // The Job's Pod reports the artifact's size.
         .reads(Gvk::new("", "v1", "Pod"))
         // The restore source annotation on clusters bootstrapping
@@ -57,26 +61,6 @@ impl Reconciler for BackupReconciler {
 
     fn reconcile(ctx: &Context, req: Request) -> Result<Response, Error> {
         backup::reconcile_at(ctx, &req, clock::now_secs())
-    }
-
-    /// A cluster concerns the backups of it that wait for it (not yet
-    /// started) and the backup it bootstraps from.
-    fn map_related(ctx: &Context, cluster: &serde_json::Value) -> Vec<ObjectRef> {
-        let ns = cluster["metadata"]["namespace"].as_str();
-        let name = &cluster["metadata"]["name"];
-        let from = &cluster["spec"]["bootstrap"]["fromBackup"]["backupName"];
-        let Ok(backups) = ctx.list_json(CLUSTER_API_VERSION, BACKUP_KIND, ns, None) else {
-            return Vec::new();
-        };
-        backups
-            .iter()
-            .filter(|b| {
-                let waiting =
-                    b["spec"]["clusterRef"]["name"] == *name && b["status"]["jobName"].is_null();
-                waiting || b["metadata"]["name"] == *from
-            })
-            .filter_map(ObjectRef::from_object)
-            .collect()
     }
 }
 

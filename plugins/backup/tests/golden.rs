@@ -245,7 +245,7 @@ fn a_backup_waits_for_its_cluster_then_starts_one_job() {
         assert_eq!(out["status"]["phase"], "Pending", "{scenario}");
         assert_eq!(ready(&out)["reason"], reason, "{scenario}");
         assert!(names(&out, "Job").is_empty(), "{scenario}");
-        assert_eq!(out["requeueAfterMs"], 30_000, "{scenario}");
+        assert_eq!(out["requeueAfterMs"], 10_000, "{scenario}");
     }
     let out = run("backup", "start-dump");
     assert_eq!(names(&out, "Job"), ["app-nightly-backup"]);
@@ -399,4 +399,17 @@ fn a_reconcile_run_twice_makes_the_same_backup() {
         "{}",
         again["events"]
     );
+}
+
+#[test]
+fn a_cluster_restoring_from_a_backup_wakes_that_backup() {
+    use operon_sdk::{Reconciler, RelatedMapping};
+    let reg = operon_backup::BackupReconciler::describe();
+    assert_eq!(reg.related.len(), 1);
+    assert_eq!(reg.related[0].kind.kind, "PostgresCluster");
+    assert_eq!(
+        reg.related[0].mapping,
+        RelatedMapping::Field("spec.bootstrap.fromBackup.backupName".into())
+    );
+    assert!(reg.finalizer, "deletion waits for the cleanup");
 }

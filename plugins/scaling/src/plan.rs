@@ -283,7 +283,7 @@ impl Outcome {
         let recommendation = Recommendation {
             instances: rep
                 .as_ref()
-                .filter(|d| d.reading.is_some())
+                .filter(|d| d.reading.is_some() || d.recommended != target.current)
                 .map(|d| d.recommended),
             storage_size: sto.as_ref().and_then(|d| d.grow_to.clone()),
         };
@@ -335,7 +335,7 @@ impl Outcome {
             )
             .event(Event::normal(
                 if to > from { "ScaledUp" } else { "ScaledDown" },
-                format!("{}: {from} → {to} instances ({explanation})", target.desc),
+                format!("{}: instances {from} → {to} ({explanation})", target.desc),
             ));
         self.status.last_scale_time = Some(format_rfc3339(self.now));
         self.status.target_generation = target.generation;

@@ -104,14 +104,28 @@ pub fn decide(
                 )
             },
         );
+        // Without figures the bounds still hold, as for the HPA: a
+        // cluster outside min..max is brought to the nearest bound.
+        let bounded = current.clamp(policy.min, policy.max);
+        let (limited, explanation) = if bounded == current {
+            (None, String::new())
+        } else {
+            let (reason, bound) = if bounded > current {
+                (TOO_FEW, format!("below spec.replicas.min {}", policy.min))
+            } else {
+                (TOO_MANY, format!("above spec.replicas.max {}", policy.max))
+            };
+            let why = format!("no figures, but {current} instances is {bound}");
+            (Some(State::yes(reason, why.clone())), why)
+        };
         return Decision {
             reading: None,
             notes,
-            recommended: current,
-            limited: None,
+            recommended: bounded,
+            limited,
             blocked: None,
             history,
-            explanation: String::new(),
+            explanation,
         };
     }
     let n = reading.values.len();
@@ -132,7 +146,7 @@ pub fn decide(
         Some(State::yes(
             TOO_MANY,
             format!(
-                "{raw} instances recommended, capped at spec.replicas.max {}",
+                "{raw} recommended, capped at spec.replicas.max {}",
                 policy.max
             ),
         ))
@@ -140,7 +154,7 @@ pub fn decide(
         Some(State::yes(
             TOO_FEW,
             format!(
-                "{raw} instances recommended, kept at spec.replicas.min {}",
+                "{raw} recommended, kept at spec.replicas.min {}",
                 policy.min
             ),
         ))

@@ -110,7 +110,7 @@ fn native_output_matches_the_golden_files() {
         assert_eq!(actual, expected, "{name}");
         checked += 1;
     }
-    assert!(checked >= 33, "only {checked} golden scenarios");
+    assert!(checked >= 34, "only {checked} golden scenarios");
 }
 
 fn condition<'a>(resp: &'a Response, t: &str) -> &'a Value {
@@ -250,6 +250,11 @@ fn enforce_patches_the_scale_subresource_and_the_storage_size() {
             "hippo"
         )
     );
+    // Without figures, the bounds still hold.
+    let resp = run("bounds-without-figures");
+    assert_eq!(resp.patches[0].body, json!({"spec": {"replicas": 2}}));
+    assert_eq!(condition(&resp, "Active")["reason"], "FiguresUnavailable");
+    assert_eq!(condition(&resp, "Limited")["reason"], "TooFewInstances");
     let resp = run("storage-grow");
     assert_eq!(
         resp.patches[0].body,

@@ -488,11 +488,21 @@ async fn enforce_follows_the_load_within_bounds_and_stabilizes() {
         "scaled down at {scaled}, before the 20s window after {quiet_since} ended"
     );
 
-    assert_eq!(*seen.lock().unwrap(), [1, 3, 1], "no flapping");
+    // No flapping: once up to the max, only ever down, to the min. (The
+    // usual record is 1, 3, 1; a sync that catches the test halfway
+    // through annotating three Pods may add a step down through 2.)
+    let seen = wait_until("the watch to see the last scale", WAIT, || async {
+        let seen = seen.lock().unwrap().clone();
+        Ok((seen.last() == Some(&1)).then_some(seen))
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen[..2], [1, 3], "{seen:?}");
+    assert!(seen[1..].windows(2).all(|w| w[1] < w[0]), "{seen:?}");
     assert_eq!(event_notes(&env, "pg-auto", "ScaledUp").await.len(), 1);
     let down = event_notes(&env, "pg-auto", "ScaledDown").await;
-    assert_eq!(down.len(), 1, "{down:?}");
-    assert!(down[0].contains("instances 3 → 1"), "{down:?}");
+    assert_eq!(down.len(), seen.len() - 2, "{down:?}");
+    assert!(down.iter().any(|n| n.contains("→ 1 (")), "{down:?}");
     drop(host);
 }
 

@@ -149,8 +149,8 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
             children.push(keep_template(job, b.backup_job("")));
         }
     } else if state == JobState::Absent && prev.job_name.is_none() {
-        match cluster_image(ctx, &b)? {
-            Err((reason, message)) => {
+        match cluster_state(ctx, &b)? {
+            ClusterState::Wait(reason, message) => {
                 status.phase = PENDING.into();
                 ready(&mut status, false, reason, &message);
                 let patches = restore_patches(ctx, req, &status)?;
@@ -159,7 +159,7 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
                     patches,
                 ));
             }
-            Ok((image, version)) => {
+            ClusterState::Ready { image, version } => {
                 children.push(b.backup_job(&image));
                 status.phase = RUNNING.into();
                 status.job_name = Some(job_name.clone());
@@ -190,16 +190,16 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
             }
         }
     } else {
-        // Started: the Job as made (a stale cache that has not seen it
-        // yet gets the same object again, which applies as a no-op).
-        let image = observed_job
-            .and_then(|j| j["spec"]["template"]["spec"]["containers"][0]["image"].as_str())
-            .map(str::to_string)
-            .or_else(|| spec.image.clone())
-            .unwrap_or_default();
+        // Started: the Job as made (its template is immutable). One not
+        // in the cache (not seen yet, or deleted) is asked for again as it
+        // was made, which applies as a no-op if it exists.
         match observed_job {
-            Some(job) => children.push(keep_template(job, b.backup_job(&image))),
-            None => children.push(b.backup_job(&image)),
+            Some(job) => children.push(keep_template(job, b.backup_job(""))),
+            None => {
+                if let ClusterState::Ready { image, .. } = cluster_state(ctx, &b)? {
+                    children.push(b.backup_job(&image));
+                }
+            }
         }
         if let Some(started) = observed_job.and_then(|j| j["status"]["startTime"].as_str()) {
             status.start_time = Some(started.to_string());
@@ -346,19 +346,20 @@ fn finalize(req: &Request, b: &Backup, prev: BackupStatus, now: i64) -> Response
     resp
 }
 
-/// The image of the backup Job (the cluster's, for tools of its major)
-/// and the cluster's major, or why the backup has to wait.
-#[allow(clippy::type_complexity)]
-fn cluster_image(
-    ctx: &Context,
-    b: &Backup,
-) -> Result<Result<(String, i64), (&'static str, String)>, Error> {
+/// What the cluster allows: the backup Job's image (the cluster's, for
+/// the tools of its major) and the major, or why the backup waits.
+enum ClusterState {
+    Ready { image: String, version: i64 },
+    Wait(&'static str, String),
+}
+
+fn cluster_state(ctx: &Context, b: &Backup) -> Result<ClusterState, Error> {
     let name = &b.spec.cluster_ref.name;
     let Some(cluster) = ctx.get_json(CLUSTER_API_VERSION, CLUSTER_KIND, b.namespace, name)? else {
-        return Ok(Err((
+        return Ok(ClusterState::Wait(
             "ClusterNotFound",
             format!("waiting for PostgresCluster {name}: it does not exist"),
-        )));
+        ));
     };
     let ready = cluster["status"]["conditions"]
         .as_array()
@@ -367,21 +368,21 @@ fn cluster_image(
                 .any(|c| c["type"] == "Ready" && c["status"] == "True")
         });
     if !ready {
-        return Ok(Err((
+        return Ok(ClusterState::Wait(
             "ClusterNotReady",
             format!("waiting for PostgresCluster {name} to be Ready"),
-        )));
+        ));
     }
     if b.spec.source == Source::Replica {
         let replicas = cluster["status"]["readyInstances"].as_i64().unwrap_or(0) - 1;
         let service = cluster["spec"]["services"]["replicas"]["enabled"] != false;
         if replicas < 1 || !service {
-            return Ok(Err((
+            return Ok(ClusterState::Wait(
                 "NoReplica",
                 format!(
                     "source replica: PostgresCluster {name} has no ready replica behind {name}-ro (services.replicas.enabled and instances >= 2 needed)"
                 ),
-            )));
+            ));
         }
     }
     let version = cluster["status"]["version"]
@@ -394,7 +395,7 @@ fn cluster_image(
         .clone()
         .or_else(|| cluster["spec"]["image"].as_str().map(str::to_string))
         .unwrap_or_else(|| format!("docker.io/library/postgres:{version}"));
-    Ok(Ok((image, version)))
+    Ok(ClusterState::Ready { image, version })
 }
 
 /// The size the Job's Pod wrote to its termination message (`size=N`).

@@ -41,9 +41,11 @@ fn read_yaml(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// The response as the golden files hold it.
+/// The response as the golden files hold it: the shape of
+/// `operon reconcile -o json`, which host/tests/backup_e2e.rs compares
+/// with the same files through the real engine.
 fn output(resp: &Response) -> Value {
-    json!({
+    let mut out = json!({
         "children": resp.children,
         "status": resp.status,
         "events": resp.events.iter().map(|e| json!({
@@ -54,9 +56,18 @@ fn output(resp: &Response) -> Value {
         "patches": resp.patches.iter().map(|p| json!({
             "target": {"apiVersion": p.target.api_version, "kind": p.target.kind,
                        "namespace": p.target.namespace, "name": p.target.name},
-            "type": format!("{:?}", p.patch_type), "body": p.body,
+            "patchType": format!("{:?}", p.patch_type), "body": p.body,
         })).collect::<Vec<_>>(),
-    })
+    });
+    // Left out when unset, as the CLI does.
+    if let Some(o) = out.as_object_mut() {
+        for key in ["requeueAfterMs", "status"] {
+            if o[key].is_null() {
+                o.remove(key);
+            }
+        }
+    }
+    out
 }
 
 fn run(kind: &str, scenario: &str) -> Value {

@@ -15,7 +15,10 @@
 //!   the primary stays;
 //! - `Recommend` writes the recommendation and changes nothing; switched to
 //!   `Enforce`, the storage grows through the cluster's spec, which the
-//!   postgres plugin carries on to the volume claim.
+//!   postgres plugin carries on to the volume claim;
+//! - with `--impersonate`, the RBAC `operon rbac` prints lets the scaling
+//!   plugin's ServiceAccount patch the cluster's scale subresource (the
+//!   API server, not only the host, enforces the grant).
 
 mod common;
 
@@ -127,7 +130,8 @@ fn object(v: Value) -> DynamicObject {
     serde_json::from_value(v).unwrap()
 }
 
-/// `operon run` with both plugins and the scaling plugin's grants file.
+/// `operon run` with both plugins and the scaling plugin's grants file,
+/// plus `extra` arguments.
 ///
 /// The PostgresCluster CRD is applied first, as the host would (field
 /// manager `operon`): the host installs each plugin's CRDs just before
@@ -135,7 +139,7 @@ fn object(v: Value) -> DynamicObject {
 /// `operon_scaling.wasm` comes before `postgres.wasm`, so the scaling
 /// plugin's watch of PostgresClusters would otherwise start before the
 /// kind exists and the host would stop.
-async fn start_host(env: &TestEnv) -> Host {
+async fn start_host(env: &TestEnv, extra: &[&str]) -> Host {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let crd: Value = serde_json::from_str(
         &std::fs::read_to_string(common::root().join("plugins/postgres/crd.json")).unwrap(),
@@ -156,11 +160,13 @@ async fn start_host(env: &TestEnv) -> Host {
     .await
     .unwrap();
     let grants = grants();
+    let mut args = vec!["--grants", grants.to_str().unwrap()];
+    args.extend(extra);
     Host::start_with(
         env,
         &["postgres", "operon-scaling"],
         &env.kubeconfig_path,
-        &["--grants", grants.to_str().unwrap()],
+        &args,
     )
 }
 
@@ -362,7 +368,7 @@ fn read_object(path: &Path) -> Value {
 async fn enforce_follows_the_load_within_bounds_and_stabilizes() {
     let env = TestEnv::new().await;
     let _volumes = Volumes::create(&env, "pg", 3, None).await;
-    let host = start_host(&env).await;
+    let host = start_host(&env, &[]).await;
     host.ready().await;
     let (clusters, policies) = (cluster_api(&env), policy_api(&env));
     let dry = PostParams {
@@ -511,7 +517,7 @@ async fn recommend_changes_nothing_and_enforce_grows_the_storage() {
     let env = TestEnv::new().await;
     let class = format!("{}-expandable", env.namespace);
     let _volumes = Volumes::create(&env, "rec", 1, Some(&class)).await;
-    let host = start_host(&env).await;
+    let host = start_host(&env, &[]).await;
     host.ready().await;
     let (clusters, policies) = (cluster_api(&env), policy_api(&env));
     clusters
@@ -616,6 +622,187 @@ async fn recommend_changes_nothing_and_enforce_grows_the_storage() {
     assert_eq!(
         event_notes(&env, "rec-advice", "StorageGrown").await.len(),
         1
+    );
+    drop(host);
+}
+
+/// `operon rbac` for both plugins with the scaling grant, parsed.
+fn rbac_objects(env: &TestEnv) -> Vec<Value> {
+    let dir = common::temp_dir(&format!("rbac-{}", env.namespace));
+    for p in ["postgres", "operon-scaling"] {
+        let src = common::component(p);
+        std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
+        .args(["rbac", "--plugins"])
+        .arg(&dir)
+        .arg("--grants")
+        .arg(grants())
+        .args([
+            "--impersonate",
+            &env.namespace,
+            "--namespace",
+            &env.namespace,
+        ])
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig_path)
+        .output()
+        .expect("running operon rbac");
+    assert!(
+        out.status.success(),
+        "operon rbac failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap()
+}
+
+/// Server-side applies RBAC objects as a cluster admin would; returns a
+/// guard deleting the cluster-scoped ones (the rest go with the
+/// namespace).
+async fn apply_rbac(env: &TestEnv, objects: &[Value]) -> ClusterScoped {
+    let mut names = Vec::new();
+    for obj in objects {
+        let kind = obj["kind"].as_str().unwrap();
+        let (group, version) = match obj["apiVersion"].as_str().unwrap().split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", obj["apiVersion"].as_str().unwrap()),
+        };
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+            Some(ns) => Api::namespaced_with(env.client.clone(), ns, &ar),
+            None => {
+                names.push((ar.clone(), name.to_string()));
+                Api::all_with(env.client.clone(), &ar)
+            }
+        };
+        api.patch(
+            name,
+            &PatchParams::apply("operon-test").force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+    }
+    ClusterScoped {
+        kubeconfig: env.kubeconfig_path.clone(),
+        names,
+    }
+}
+
+/// Cluster-scoped objects a test made, deleted on drop.
+struct ClusterScoped {
+    kubeconfig: PathBuf,
+    names: Vec<(ApiResource, String)>,
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let kubeconfig = self.kubeconfig.clone();
+        let names = std::mem::take(&mut self.names);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let Ok(client) = operon_test_support::client_for(&kubeconfig, None).await else {
+                    return;
+                };
+                for (ar, name) in names {
+                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+                    let _ = api.delete(&name, &DeleteParams::default()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn impersonated_the_plugin_scales_through_its_own_rbac() {
+    let env = TestEnv::new().await;
+    let objects = rbac_objects(&env);
+    let role = objects
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "operon-plugin:scaling")
+        .expect("the scaling plugin's ClusterRole");
+    let rules = role["rules"].as_array().unwrap();
+    let verbs_on = |resource: &str| {
+        rules
+            .iter()
+            .find(|r| {
+                r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == resource)
+            })
+            .map(|r| r["verbs"].clone())
+    };
+    let get_patch = Some(json!(["get", "patch"]));
+    assert_eq!(verbs_on("postgresclusters/scale"), get_patch, "{rules:?}");
+    assert_eq!(verbs_on("postgresclusters"), get_patch, "{rules:?}");
+    assert!(
+        !role["rules"].to_string().contains("delete"),
+        "the plugin owns nothing: {rules:?}"
+    );
+    // The plugins' accounts, roles and bindings; the host keeps the test's
+    // own credentials (it only needs to impersonate).
+    let objects: Vec<Value> = objects
+        .into_iter()
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("operon-plugin"))
+        })
+        .collect();
+    let _rbac = apply_rbac(&env, &objects).await;
+    let _volumes = Volumes::create(&env, "imp", 2, None).await;
+    let host = start_host(&env, &["--impersonate", &env.namespace]).await;
+    host.ready().await;
+    let (clusters, policies) = (cluster_api(&env), policy_api(&env));
+    clusters
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresCluster",
+                "metadata": {"name": "imp", "namespace": env.namespace},
+                "spec": {"version": 16, "instances": 1, "storage": {"size": "1Gi"},
+                         "failover": {"delaySeconds": 600}}
+            })),
+        )
+        .await
+        .unwrap();
+    // min 2 holds without figures: the plugin scales 1 to 2 as its
+    // ServiceAccount, and the postgres plugin, as its own, adds the replica.
+    policies
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresScalingPolicy",
+                "metadata": {"name": "imp-floor", "namespace": env.namespace},
+                "spec": {"targetRef": {"name": "imp"}, "mode": "Enforce", "syncPeriodSeconds": 2,
+                         "replicas": {"min": 2, "max": 2, "metric": "cpu", "target": 500}}
+            })),
+        )
+        .await
+        .unwrap();
+    let obj = wait_ready(&env, "imp", 2).await;
+    assert_eq!(
+        written_by(&obj, "operon/scaling"),
+        [Some("scale".to_string())]
+    );
+    let p = serde_json::to_value(policies.get("imp-floor").await.unwrap()).unwrap();
+    let synced = condition(&p, "Synced").cloned().unwrap_or_default();
+    assert_eq!(synced["status"], "True", "{synced}");
+    let up = event_notes(&env, "imp-floor", "ScaledUp").await;
+    assert!(
+        up.len() == 1
+            && up[0].contains(
+                "instances 1 → 2 (no figures, but 1 instance is below spec.replicas.min 2)"
+            ),
+        "{up:?}"
     );
     drop(host);
 }

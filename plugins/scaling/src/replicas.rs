@@ -115,7 +115,12 @@ pub fn decide(
             } else {
                 (TOO_MANY, format!("above spec.replicas.max {}", policy.max))
             };
-            let why = format!("no figures, but {current} instances is {bound}");
+            let are = if current == 1 {
+                "instance is"
+            } else {
+                "instances are"
+            };
+            let why = format!("no figures, but {current} {are} {bound}");
             (Some(State::yes(reason, why.clone())), why)
         };
         return Decision {

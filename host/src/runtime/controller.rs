@@ -441,7 +441,11 @@ impl Controller {
                 .map(|p| key(ns, p.metadata.name.as_deref().unwrap_or_default()))
                 .collect(),
             RelatedMapping::Custom => {
-                let ctx = self.call_context("map-related");
+                // Reads are confined as for a parent in the related
+                // object's namespace (the grant decides how far from it).
+                let mut ctx =
+                    self.call_context(&key(ns, obj.metadata.name.as_deref().unwrap_or_default()));
+                ctx.namespace = ns.map(str::to_string);
                 let _admitted = self.admit().await;
                 match self.plugin.map(&value.to_string(), &ctx) {
                     Ok(refs) => refs

@@ -222,6 +222,7 @@ impl Supervisor {
             host_object,
         };
         let mut candidates = Vec::new();
+        let mut loaded: Vec<(String, Arc<Plugin>)> = Vec::new();
         for change in changes {
             let FileChange::Changed(id) = change else {
                 continue;
@@ -235,19 +236,24 @@ impl Supervisor {
             let plugin =
                 Plugin::load_granted(&sup.engine, &path, Limits::default(), &sup.options.grants)
                     .with_context(|| format!("loading {}", path.display()))?;
-            if let Some(other) = sup.slots.values().find(|s| s.name == plugin.name()) {
+            if let Some((other, _)) = loaded.iter().find(|(_, p)| p.name() == plugin.name()) {
                 anyhow::bail!(
-                    "{}: a plugin named {} is already loaded (from {}.wasm)",
+                    "{}: a plugin named {} is already loaded (from {other}.wasm)",
                     path.display(),
                     plugin.name(),
-                    sup.stem_of(&other.name)
                 );
             }
             tracing::info!(plugin = plugin.name(), version = %plugin.registration().version,
                 parent = %plugin.registration().parent.kind, from_cache = plugin.info().from_cache,
                 "loaded {}", path.display());
-            sup.add_slot(&id.stem, Arc::new(plugin), SystemTime::now())
-                .await?;
+            loaded.push((id.stem, Arc::new(plugin)));
+        }
+        // Every CRD first: one plugin may watch or read a kind another ships.
+        for (_, plugin) in &loaded {
+            sup.install_crds(plugin).await?;
+        }
+        for (stem, plugin) in loaded {
+            sup.add_slot(&stem, plugin, SystemTime::now()).await?;
         }
         if sup.slots.is_empty() {
             tracing::warn!(dir = %sup.options.plugins_dir.display(), "no plugin (*.wasm) yet; components placed in the directory are loaded as they appear");
@@ -267,12 +273,12 @@ impl Supervisor {
         AdminHandle(self.tx.clone())
     }
 
-    fn stem_of(&self, name: &str) -> String {
-        self.slots
-            .iter()
-            .find(|(_, s)| s.name == name)
-            .map(|(stem, _)| stem.clone())
-            .unwrap_or_default()
+    /// Installs the CRDs a plugin ships (unless `--skip-crds`).
+    async fn install_crds(&self, plugin: &Plugin) -> anyhow::Result<()> {
+        if self.options.install_crds {
+            crds::install(&self.client, plugin.name(), &plugin.registration().crds).await?;
+        }
+        Ok(())
     }
 
     /// Follows the directory and serves requests until `shutdown`, then
@@ -420,7 +426,11 @@ impl Supervisor {
                 self.reject(id, "duplicate-name", reason);
                 return;
             }
-            match self.add_slot(&id.stem, plugin.clone(), detected_at).await {
+            let added = match self.install_crds(&plugin).await {
+                Ok(()) => self.add_slot(&id.stem, plugin.clone(), detected_at).await,
+                Err(e) => Err(e),
+            };
+            match added {
                 Ok(()) => {
                     let slot = &self.slots[&id.stem];
                     let c = slot.controller.clone();
@@ -584,16 +594,14 @@ impl Supervisor {
         }
     }
 
-    /// Starts the controller of a plugin not running yet.
+    /// Starts the controller of a plugin not running yet (its CRDs
+    /// installed).
     async fn add_slot(
         &mut self,
         stem: &str,
         plugin: Arc<Plugin>,
         detected_at: SystemTime,
     ) -> anyhow::Result<()> {
-        if self.options.install_crds {
-            crds::install(&self.client, plugin.name(), &plugin.registration().crds).await?;
-        }
         let tracker = Arc::new(Tracker::new(self.options.swap.rollback, None));
         let shadow: Arc<ShadowSlot> = Arc::default();
         let controller = self
@@ -677,10 +685,8 @@ impl Supervisor {
         };
         let tracker = Arc::new(Tracker::new(self.options.swap.rollback, probation));
         let shadow = slot.shadow.clone();
-        if self.options.install_crds
-            && plugin.registration().crds != old.plugin().registration().crds
-        {
-            crds::install(&self.client, plugin.name(), &plugin.registration().crds).await?;
+        if plugin.registration().crds != old.plugin().registration().crds {
+            self.install_crds(&plugin).await?;
         }
         let new = self
             .start_controller(stem, &plugin, tracker.clone(), shadow)

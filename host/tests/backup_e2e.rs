@@ -18,7 +18,9 @@
 //!   restore Job and only then its primary; one naming a backup that does
 //!   not exist waits and says so;
 //! - deleting a backup with `deletionPolicy: Delete` runs the cleanup Job,
-//!   then the finalizer goes and the object with it.
+//!   then the finalizer goes and the object with it;
+//! - with all three plugins in one host, the schedule component is swapped
+//!   for a new build while the others keep following changes.
 
 mod common;
 
@@ -503,6 +505,247 @@ async fn schedules_failures_restores_and_cleanup() {
         .await
         .unwrap();
     wait_until("every backup gone", WAIT, || async {
+        let left = backups(&env)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .len();
+        Ok((left == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+/// The component with a custom section appended: a new build (a new
+/// digest) that behaves the same, as a rebuild with a changed comment would.
+fn rebuilt(package: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(common::component(package)).unwrap();
+    let (name, payload) = (b"operon-test-rebuild", b"2");
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128, "one-byte LEB128 sizes");
+    bytes.extend([0, size as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// The sum of a metric's series whose labels contain `labels`.
+async fn metric(host: &Host, name: &str, labels: &[&str]) -> f64 {
+    let text = common::host::get(&host.metrics, "/metrics")
+        .await
+        .unwrap()
+        .1;
+    common::host::metric(&text, name, labels)
+}
+
+/// All three plugins (four components) in one host; the schedule component
+/// is replaced by a new build while the cluster, its scaling policy and
+/// the schedule itself keep changing. The others never stop: each follows
+/// a change made during the swap, no plugin call fails, and the schedule
+/// applies a new retention on its new revision.
+#[tokio::test]
+async fn one_plugin_is_swapped_while_the_other_two_keep_working() {
+    let env = TestEnv::new().await;
+    let _volumes = Volumes::create(&env, &["backups", "pg-0-data"]).await;
+    let grants = common::temp_dir(&format!("grants-{}", env.namespace)).join("grants.yaml");
+    std::fs::write(
+        &grants,
+        "plugins:\n  backup:\n    reads: [v1/Pod, postgres.operon.dev/v1alpha1/PostgresCluster]\n    \
+         patches: [postgres.operon.dev/v1alpha1/PostgresCluster]\n  \
+         scaling:\n    owns: []\n    reads: [postgres.operon.dev/v1alpha1/PostgresCluster, v1/Pod]\n    \
+         patches: [postgres.operon.dev/v1alpha1/PostgresCluster]\n",
+    )
+    .unwrap();
+    // All at once: the host installs every CRD before any controller starts.
+    let host = Host::start_with(
+        &env,
+        &[
+            "postgres",
+            "operon-backup",
+            "operon-backup-schedule",
+            "operon-scaling",
+        ],
+        &env.kubeconfig_path,
+        &["--grants", grants.to_str().unwrap()],
+    );
+    host.ready().await;
+    backup_claim(&env).await;
+    ready_cluster(&env, "pg", json!({})).await;
+
+    let policies = dynamic_api(&env, GROUP_VERSION, "PostgresScalingPolicy");
+    create(
+        &policies,
+        json!({"apiVersion": GROUP_VERSION, "kind": "PostgresScalingPolicy",
+               "metadata": {"name": "pg-auto", "namespace": env.namespace},
+               "spec": {"targetRef": {"name": "pg"}, "mode": "Recommend", "syncPeriodSeconds": 2,
+                        "replicas": {"min": 1, "max": 3, "metric": "connections", "target": 10}}}),
+    )
+    .await;
+    let figures = |n: &'static str| {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = env.api();
+        async move {
+            pods.patch(
+                "pg-0-0",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    "postgres.operon.dev/connections": n}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let recommends = |want: i64| {
+        let policies = policies.clone();
+        async move {
+            wait_until(&format!("a recommendation of {want}"), WAIT, || async {
+                let p = get(&policies, "pg-auto").await?;
+                Ok((p["status"]["recommendation"]["instances"] == want).then_some(()))
+            })
+            .await
+            .unwrap();
+        }
+    };
+    figures("5").await;
+    recommends(1).await;
+
+    // A schedule keeping its 2 newest of 3 finished backups.
+    let schedules = dynamic_api(&env, GROUP_VERSION, "BackupSchedule");
+    create(
+        &schedules,
+        json!({"apiVersion": GROUP_VERSION, "kind": "BackupSchedule",
+               "metadata": {"name": "hourly", "namespace": env.namespace},
+               // No slot falls in the test: the backups are the test's.
+               "spec": {"clusterRef": {"name": "pg"}, "schedule": "0 0 1 1 *",
+                        "backupTemplate": {"method": "dump", "target": {"claimName": "backups"}},
+                        "retention": {"keepLast": 3}}}),
+    )
+    .await;
+    let uid = get(&schedules, "hourly").await.unwrap()["metadata"]["uid"].clone();
+    for n in ["hourly-a", "hourly-b", "hourly-c"] {
+        create(
+            &backups(&env),
+            json!({"apiVersion": GROUP_VERSION, "kind": "PostgresBackup",
+                   "metadata": {"name": n, "namespace": env.namespace,
+                                "labels": {"postgres.operon.dev/schedule": "hourly"},
+                                "ownerReferences": [{"apiVersion": GROUP_VERSION, "kind": "BackupSchedule",
+                                    "name": "hourly", "uid": uid, "controller": true}]},
+                   "spec": {"clusterRef": {"name": "pg"}, "target": {"claimName": "backups"}}}),
+        )
+        .await;
+        wait_phase(&backups(&env), n, "Completed").await;
+    }
+    let failures_before = metric(
+        &host,
+        "operon_plugin_revision_reconciles_total",
+        &["result=\"failure\""],
+    )
+    .await;
+
+    // The swap, with changes to every plugin's objects in flight.
+    let new = rebuilt("operon-backup-schedule");
+    let tmp = host.dir.join(".operon_backup_schedule.wasm.tmp");
+    std::fs::write(&tmp, &new).unwrap();
+    std::fs::rename(&tmp, host.dir.join("operon_backup_schedule.wasm")).unwrap();
+    figures("25").await;
+    clusters(&env)
+        .patch(
+            "pg",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"failover": {"delaySeconds": 90}}})),
+        )
+        .await
+        .unwrap();
+    schedules
+        .patch(
+            "hourly",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"retention": {"keepLast": 1}}})),
+        )
+        .await
+        .unwrap();
+
+    wait_until("the schedule's new build active", WAIT, || async {
+        let (code, body) = common::host::get(&host.admin, "/plugins/backup-schedule").await?;
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        let active = v["revisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["state"] == "active");
+        Ok((code == 200 && active.is_some_and(|r| r["number"] == 2)).then_some(()))
+    })
+    .await
+    .unwrap();
+    // Scaling followed the new figures; postgres the new spec.
+    recommends(3).await;
+    wait_until("the cluster's new generation reconciled", WAIT, || async {
+        let c = get(&clusters(&env), "pg").await?;
+        let done = c["status"]["observedGeneration"] == c["metadata"]["generation"]
+            && condition(&c, "Synced").is_some_and(|s| s["status"] == "True");
+        Ok(done.then_some(()))
+    })
+    .await
+    .unwrap();
+    // The schedule, on its new revision, keeps only the newest backup.
+    let kept = wait_until("retention of 1 applied", WAIT, || async {
+        let names: Vec<String> = backups(&env)
+            .list(&ListParams::default().labels("postgres.operon.dev/schedule=hourly"))
+            .await?
+            .items
+            .into_iter()
+            .filter(|b| b.metadata.deletion_timestamp.is_none())
+            .filter_map(|b| b.metadata.name)
+            .collect();
+        Ok((names.len() == 1).then_some(names))
+    })
+    .await
+    .unwrap();
+    assert_eq!(kept, ["hourly-c"]);
+
+    for plugin in ["postgres", "backup", "scaling"] {
+        let swaps = metric(
+            &host,
+            "operon_plugin_swaps_total",
+            &[&format!("plugin=\"{plugin}\"")],
+        )
+        .await;
+        assert_eq!(swaps, 0.0, "{plugin} was not swapped");
+    }
+    assert_eq!(
+        metric(
+            &host,
+            "operon_plugin_swaps_total",
+            &["plugin=\"backup-schedule\""]
+        )
+        .await,
+        1.0
+    );
+    let failures_after = metric(
+        &host,
+        "operon_plugin_revision_reconciles_total",
+        &["result=\"failure\""],
+    )
+    .await;
+    assert_eq!(
+        failures_after, failures_before,
+        "no plugin call failed during the swap"
+    );
+    let on_new = metric(
+        &host,
+        "operon_plugin_revision_reconciles_total",
+        &["plugin=\"backup-schedule\"", "result=\"success\""],
+    )
+    .await;
+    assert!(
+        on_new >= 2.0,
+        "the schedule reconciled on both revisions: {on_new}"
+    );
+    // Clean up while the plugins run: the backups' finalizers need them.
+    let _ = schedules.delete("hourly", &DeleteParams::default()).await;
+    for b in ["hourly-a", "hourly-b", "hourly-c"] {
+        let _ = backups(&env).delete(b, &DeleteParams::default()).await;
+    }
+    wait_until("the backups gone", WAIT, || async {
         let left = backups(&env)
             .list(&ListParams::default())
             .await?

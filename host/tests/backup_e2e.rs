@@ -141,9 +141,7 @@ fn grants(env: &TestEnv) -> PathBuf {
 }
 
 /// The host with the postgres plugin, then the backup components added to
-/// its plugin directory once the PostgresCluster CRD is served: the host
-/// starts the plugins of its directory one at a time (CRDs, then watches),
-/// and the backup plugin, which watches PostgresClusters, sorts first.
+/// its running host's plugin directory (hot add: the host follows it).
 async fn start(env: &TestEnv) -> Host {
     let grants = grants(env);
     let host = Host::start_with(

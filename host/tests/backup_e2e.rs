@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
@@ -37,7 +37,12 @@ use kube::api::{
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
+use common::cluster_scoped::ClusterScoped;
 use common::host::Host;
+
+fn claims(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
 
 const WAIT: Duration = Duration::from_secs(180);
 const GROUP_VERSION: &str = "postgres.operon.dev/v1alpha1";
@@ -66,64 +71,6 @@ fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
 async fn create(api: &Api<DynamicObject>, object: Value) {
     let object: DynamicObject = serde_json::from_value(object).unwrap();
     api.create(&PostParams::default(), &object).await.unwrap();
-}
-
-/// Pre-bound volumes (the test cluster has no provisioner): one per
-/// named claim; deleted on drop (PVs are cluster-scoped).
-struct Volumes {
-    kubeconfig: PathBuf,
-    names: Vec<String>,
-}
-
-impl Volumes {
-    async fn create(env: &TestEnv, claims: &[&str]) -> Volumes {
-        let api: Api<PersistentVolume> = Api::all(env.client.clone());
-        let mut names = Vec::new();
-        for claim in claims {
-            let name = format!("{}-{claim}", env.namespace);
-            let pv: PersistentVolume = serde_json::from_value(json!({
-                "metadata": {"name": name},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": format!("/tmp/{name}")},
-                    "claimRef": {"namespace": env.namespace, "name": claim},
-                }
-            }))
-            .unwrap();
-            api.create(&PostParams::default(), &pv).await.unwrap();
-            names.push(name);
-        }
-        Volumes {
-            kubeconfig: env.kubeconfig_path.clone(),
-            names,
-        }
-    }
-}
-
-impl Drop for Volumes {
-    fn drop(&mut self) {
-        let kubeconfig = self.kubeconfig.clone();
-        let names = std::mem::take(&mut self.names);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(client) = operon_test_support::client_for(&kubeconfig, None).await else {
-                    return;
-                };
-                let api: Api<PersistentVolume> = Api::all(client);
-                for n in names {
-                    let _ = api.delete(&n, &DeleteParams::default()).await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// The backup plugin reads clusters and Pods and annotates clusters that
@@ -284,7 +231,12 @@ fn every_fixture_through_the_engine_matches_its_golden_file() {
 #[tokio::test]
 async fn schedules_failures_restores_and_cleanup() {
     let env = TestEnv::new().await;
-    let _volumes = Volumes::create(&env, &["backups", "pg-0-data", "copy-0-data"]).await;
+    let _volumes = ClusterScoped::volumes(
+        &env,
+        &claims(&["backups", "pg-0-data", "copy-0-data"]),
+        None,
+    )
+    .await;
     let _host = start(&env).await;
     backup_claim(&env).await;
 
@@ -544,7 +496,7 @@ async fn metric(host: &Host, name: &str, labels: &[&str]) -> f64 {
 #[tokio::test]
 async fn one_plugin_is_swapped_while_the_other_two_keep_working() {
     let env = TestEnv::new().await;
-    let _volumes = Volumes::create(&env, &["backups", "pg-0-data"]).await;
+    let _volumes = ClusterScoped::volumes(&env, &claims(&["backups", "pg-0-data"]), None).await;
     let grants = common::temp_dir(&format!("grants-{}", env.namespace)).join("grants.yaml");
     std::fs::write(
         &grants,

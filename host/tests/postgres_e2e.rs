@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PostParams, WatchEvent, WatchParams,
@@ -29,6 +29,7 @@ use kube::api::{
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
+use common::cluster_scoped::{ClusterScoped, data_claims};
 use common::host::Host;
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -75,67 +76,6 @@ async fn every_fixture_child_passes_server_side_dry_run() {
 
 fn cluster_api(env: &TestEnv) -> Api<DynamicObject> {
     dynamic_api(env, "postgres.operon.dev/v1alpha1", "PostgresCluster")
-}
-
-/// Pre-bound volumes for the instances' data PVCs: the test cluster has no
-/// storage provisioner, and the scheduler will not place a Pod whose claim
-/// is unbound. Deleted on drop (PVs are cluster-scoped).
-struct Volumes {
-    kubeconfig: PathBuf,
-    names: Vec<String>,
-}
-
-impl Volumes {
-    async fn create(env: &TestEnv, cluster: &str, instances: u32) -> Volumes {
-        let api: Api<PersistentVolume> = Api::all(env.client.clone());
-        let mut names = Vec::new();
-        for i in 0..instances {
-            let name = format!("{}-{cluster}-{i}", env.namespace);
-            let pv: PersistentVolume = serde_json::from_value(json!({
-                "metadata": {"name": name},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": format!("/tmp/{name}")},
-                    "claimRef": {"namespace": env.namespace, "name": format!("{cluster}-{i}-data")},
-                }
-            }))
-            .unwrap();
-            api.create(&PostParams::default(), &pv).await.unwrap();
-            names.push(name);
-        }
-        Volumes {
-            kubeconfig: env.kubeconfig_path.clone(),
-            names,
-        }
-    }
-}
-
-impl Drop for Volumes {
-    fn drop(&mut self) {
-        let kubeconfig = self.kubeconfig.clone();
-        let names = std::mem::take(&mut self.names);
-        // Drop cannot await, and the test's client is tied to the test's
-        // runtime (blocked here): a thread with its own runtime and client.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(client) = operon_test_support::client_for(&kubeconfig, None).await else {
-                    return;
-                };
-                let api: Api<PersistentVolume> = Api::all(client);
-                for n in names {
-                    let _ = api.delete(&n, &DeleteParams::default()).await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
@@ -228,7 +168,7 @@ async fn patch_spec(env: &TestEnv, name: &str, spec: Value) {
 #[tokio::test]
 async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
     let env = TestEnv::new().await;
-    let _volumes = Volumes::create(&env, "pg", 5).await;
+    let _volumes = ClusterScoped::volumes(&env, &data_claims("pg", 5), None).await;
     let host = Host::start(&env, &["postgres"]);
     host.ready().await;
     let api = cluster_api(&env);
@@ -488,7 +428,7 @@ async fn a_cluster_lives_scales_rolls_pauses_and_goes() {
 #[tokio::test]
 async fn a_lost_primary_fails_over_to_the_replica() {
     let env = TestEnv::new().await;
-    let _volumes = Volumes::create(&env, "fo", 2).await;
+    let _volumes = ClusterScoped::volumes(&env, &data_claims("fo", 2), None).await;
     let host = Host::start(&env, &["postgres"]);
     host.ready().await;
     let api = cluster_api(&env);

@@ -28,15 +28,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
-    PostParams, WatchEvent, WatchParams,
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
 };
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
+use common::cluster_scoped::{ClusterScoped, data_claims};
 use common::host::{Host, condition, event_notes};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -170,89 +170,6 @@ async fn start_host(env: &TestEnv, extra: &[&str]) -> Host {
     )
 }
 
-/// Pre-bound volumes for the instances' data claims (the test cluster has
-/// no provisioner), optionally of a StorageClass; deleted on drop, with the
-/// class (PVs and classes are cluster-scoped).
-struct Volumes {
-    kubeconfig: PathBuf,
-    names: Vec<String>,
-    class: Option<String>,
-}
-
-impl Volumes {
-    async fn create(env: &TestEnv, cluster: &str, instances: u32, class: Option<&str>) -> Volumes {
-        if let Some(class) = class {
-            // Expansion allowed, so the postgres plugin's claim resize passes
-            // admission; no provisioner acts on it here.
-            let sc: StorageClass = serde_json::from_value(json!({
-                "metadata": {"name": class},
-                "provisioner": "kubernetes.io/no-provisioner",
-                "allowVolumeExpansion": true,
-                "volumeBindingMode": "Immediate",
-            }))
-            .unwrap();
-            Api::<StorageClass>::all(env.client.clone())
-                .create(&PostParams::default(), &sc)
-                .await
-                .unwrap();
-        }
-        let api: Api<PersistentVolume> = Api::all(env.client.clone());
-        let mut names = Vec::new();
-        for i in 0..instances {
-            let name = format!("{}-{cluster}-{i}", env.namespace);
-            let pv: PersistentVolume = serde_json::from_value(json!({
-                "metadata": {"name": name},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": class.unwrap_or_default(),
-                    "hostPath": {"path": format!("/tmp/{name}")},
-                    "claimRef": {"namespace": env.namespace, "name": format!("{cluster}-{i}-data")},
-                }
-            }))
-            .unwrap();
-            api.create(&PostParams::default(), &pv).await.unwrap();
-            names.push(name);
-        }
-        Volumes {
-            kubeconfig: env.kubeconfig_path.clone(),
-            names,
-            class: class.map(str::to_string),
-        }
-    }
-}
-
-impl Drop for Volumes {
-    fn drop(&mut self) {
-        let kubeconfig = self.kubeconfig.clone();
-        let names = std::mem::take(&mut self.names);
-        let class = self.class.take();
-        // Drop cannot await, and the test's client belongs to the test's
-        // (blocked) runtime: a thread with its own runtime and client.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(client) = operon_test_support::client_for(&kubeconfig, None).await else {
-                    return;
-                };
-                let pvs: Api<PersistentVolume> = Api::all(client.clone());
-                for n in names {
-                    let _ = pvs.delete(&n, &DeleteParams::default()).await;
-                }
-                if let Some(class) = class {
-                    let classes: Api<StorageClass> = Api::all(client);
-                    let _ = classes.delete(&class, &DeleteParams::default()).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// Waits until the cluster is Ready with `n` ready instances for its
 /// current generation.
 async fn wait_ready(env: &TestEnv, name: &str, n: i64) -> Value {
@@ -367,7 +284,7 @@ fn read_object(path: &Path) -> Value {
 #[tokio::test]
 async fn enforce_follows_the_load_within_bounds_and_stabilizes() {
     let env = TestEnv::new().await;
-    let _volumes = Volumes::create(&env, "pg", 3, None).await;
+    let _volumes = ClusterScoped::volumes(&env, &data_claims("pg", 3), None).await;
     let host = start_host(&env, &[]).await;
     host.ready().await;
     let (clusters, policies) = (cluster_api(&env), policy_api(&env));
@@ -516,7 +433,21 @@ async fn enforce_follows_the_load_within_bounds_and_stabilizes() {
 async fn recommend_changes_nothing_and_enforce_grows_the_storage() {
     let env = TestEnv::new().await;
     let class = format!("{}-expandable", env.namespace);
-    let _volumes = Volumes::create(&env, "rec", 1, Some(&class)).await;
+    // Expansion allowed, so the postgres plugin's claim resize passes
+    // admission; no provisioner acts on it here.
+    let mut volumes = ClusterScoped::new(&env);
+    volumes
+        .apply(&json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": class},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "allowVolumeExpansion": true,
+            "volumeBindingMode": "Immediate",
+        }))
+        .await;
+    volumes
+        .add_volumes(&env, &data_claims("rec", 1), Some(&class))
+        .await;
     let host = start_host(&env, &[]).await;
     host.ready().await;
     let (clusters, policies) = (cluster_api(&env), policy_api(&env));
@@ -656,69 +587,6 @@ fn rbac_objects(env: &TestEnv) -> Vec<Value> {
     serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap()
 }
 
-/// Server-side applies RBAC objects as a cluster admin would; returns a
-/// guard deleting the cluster-scoped ones (the rest go with the
-/// namespace).
-async fn apply_rbac(env: &TestEnv, objects: &[Value]) -> ClusterScoped {
-    let mut names = Vec::new();
-    for obj in objects {
-        let kind = obj["kind"].as_str().unwrap();
-        let (group, version) = match obj["apiVersion"].as_str().unwrap().split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", obj["apiVersion"].as_str().unwrap()),
-        };
-        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let name = obj["metadata"]["name"].as_str().unwrap();
-        let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
-            Some(ns) => Api::namespaced_with(env.client.clone(), ns, &ar),
-            None => {
-                names.push((ar.clone(), name.to_string()));
-                Api::all_with(env.client.clone(), &ar)
-            }
-        };
-        api.patch(
-            name,
-            &PatchParams::apply("operon-test").force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
-    }
-    ClusterScoped {
-        kubeconfig: env.kubeconfig_path.clone(),
-        names,
-    }
-}
-
-/// Cluster-scoped objects a test made, deleted on drop.
-struct ClusterScoped {
-    kubeconfig: PathBuf,
-    names: Vec<(ApiResource, String)>,
-}
-
-impl Drop for ClusterScoped {
-    fn drop(&mut self) {
-        let kubeconfig = self.kubeconfig.clone();
-        let names = std::mem::take(&mut self.names);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(client) = operon_test_support::client_for(&kubeconfig, None).await else {
-                    return;
-                };
-                for (ar, name) in names {
-                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-                    let _ = api.delete(&name, &DeleteParams::default()).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test]
 async fn impersonated_the_plugin_scales_through_its_own_rbac() {
     let env = TestEnv::new().await;
@@ -757,8 +625,11 @@ async fn impersonated_the_plugin_scales_through_its_own_rbac() {
                 .is_some_and(|n| n.starts_with("operon-plugin"))
         })
         .collect();
-    let _rbac = apply_rbac(&env, &objects).await;
-    let _volumes = Volumes::create(&env, "imp", 2, None).await;
+    let mut rbac = ClusterScoped::new(&env);
+    for o in &objects {
+        rbac.apply(o).await;
+    }
+    let _volumes = ClusterScoped::volumes(&env, &data_claims("imp", 2), None).await;
     let host = start_host(&env, &["--impersonate", &env.namespace]).await;
     host.ready().await;
     let (clusters, policies) = (cluster_api(&env), policy_api(&env));

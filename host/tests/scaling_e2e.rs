@@ -140,25 +140,6 @@ fn object(v: Value) -> DynamicObject {
 /// plugin's watch of PostgresClusters would otherwise start before the
 /// kind exists and the host would stop.
 async fn start_host(env: &TestEnv, extra: &[&str]) -> Host {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::root().join("plugins/postgres/crd.json")).unwrap(),
-    )
-    .unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    crds.patch(
-        crd["metadata"]["name"].as_str().unwrap(),
-        &PatchParams::apply("operon").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    let clusters = cluster_api(env);
-    wait_until("the PostgresCluster kind to be served", WAIT, || async {
-        Ok(clusters.list(&Default::default()).await.ok().map(|_| ()))
-    })
-    .await
-    .unwrap();
     let grants = grants();
     let mut args = vec!["--grants", grants.to_str().unwrap()];
     args.extend(extra);
@@ -676,4 +657,50 @@ async fn impersonated_the_plugin_scales_through_its_own_rbac() {
         "{up:?}"
     );
     drop(host);
+}
+
+/// A change of a Pod's figures wakes its policy at once, through the
+/// plugin's `map-related` (which lists the policies of the Pod's namespace
+/// under the grant's `namespaces: parent`): the sync period here is an
+/// hour, so only the mapping can bring the new recommendation.
+#[tokio::test]
+async fn a_pod_figure_change_wakes_its_policy_through_map_related() {
+    let env = TestEnv::new().await;
+    let _volumes = ClusterScoped::volumes(&env, &data_claims("wake", 1), None).await;
+    let host = start_host(&env, &[]).await;
+    host.ready().await;
+    cluster_api(&env)
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresCluster",
+                "metadata": {"name": "wake", "namespace": env.namespace},
+                "spec": {"version": 16, "instances": 1, "storage": {"size": "1Gi"},
+                         "failover": {"delaySeconds": 600}}
+            })),
+        )
+        .await
+        .unwrap();
+    wait_ready(&env, "wake", 1).await;
+    policy_api(&env)
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "apiVersion": "postgres.operon.dev/v1alpha1", "kind": "PostgresScalingPolicy",
+                "metadata": {"name": "wake-auto", "namespace": env.namespace},
+                "spec": {"targetRef": {"name": "wake"}, "mode": "Recommend", "syncPeriodSeconds": 3600,
+                         "replicas": {"min": 1, "max": 3, "metric": "connections", "target": 10}}
+            })),
+        )
+        .await
+        .unwrap();
+    wait_condition(&env, "wake-auto", "Active", "False", "FiguresUnavailable").await;
+    annotate(&env, "wake-0-0", &[("connections", "25")]).await;
+    let p = wait_until("the recommendation of 3", WAIT, || async {
+        let p = serde_json::to_value(policy_api(&env).get("wake-auto").await?)?;
+        Ok((p["status"]["recommendation"]["instances"] == 3).then_some(p))
+    })
+    .await
+    .unwrap();
+    assert_eq!(p["spec"]["mode"], "Recommend");
 }

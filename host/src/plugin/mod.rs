@@ -6,9 +6,12 @@
 //! component of another world (naming the export or import), a trapping or
 //! invalid `describe()`.
 
+pub mod dir;
 mod error;
 mod grants;
 mod registration;
+pub mod revisions;
+pub mod shadow;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -18,12 +18,12 @@ use tokio::sync::{Semaphore, SemaphorePermit, broadcast};
 
 use super::cache::{CacheReader, Caches, Change, KindWatch};
 use super::queue::{Backoff, Priority, WorkQueue};
-use super::revisions::{RollbackPolicy, Tracker, Verdict};
-use super::shadow::{self, ShadowSlot};
 use crate::apply::status::{self, Synced};
 use crate::apply::{self, ApplyError, events, finalizer};
 use crate::contract::{Gvk, PluginError, RelatedMapping, Request};
 use crate::kinds::Kinds;
+use crate::plugin::revisions::{RollbackPolicy, Tracker, Verdict};
+use crate::plugin::shadow::{self, ShadowSlot};
 use crate::plugin::{CallContext, CallError, Plugin};
 use crate::server::Metrics;
 

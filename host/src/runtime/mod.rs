@@ -5,10 +5,7 @@ mod cache;
 mod controller;
 mod crds;
 mod identity;
-mod plugin_dir;
 mod queue;
-mod revisions;
-mod shadow;
 mod supervisor;
 
 use std::net::SocketAddr;
@@ -19,12 +16,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
+pub use crate::plugin::revisions::RollbackPolicy;
 pub use cache::{CacheReader, Caches, Change, KindWatch};
 pub use controller::{Controller, Options, RevisionHooks, Shared};
 pub use identity::{Identity, default_account};
-pub use plugin_dir::{FileId, Role};
 pub use queue::{Backoff, Item, Priority, WorkQueue};
-pub use revisions::RollbackPolicy;
 pub use supervisor::{AdminHandle, AdminReply, AdminRequest, Supervisor, SwapOptions};
 
 use crate::engine::{Engine, Limits};
@@ -93,8 +89,8 @@ pub fn load_plugins(
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .and_then(FileId::parse)
-                .is_some_and(|id| id.role == Role::Active)
+                .and_then(crate::plugin::dir::FileId::parse)
+                .is_some_and(|id| id.role == crate::plugin::dir::Role::Active)
         })
         .collect();
     paths.sort();

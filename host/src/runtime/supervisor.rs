@@ -29,12 +29,12 @@ use super::RunOptions;
 use super::controller::{Controller, RevisionHooks, Shared};
 use super::crds;
 use super::identity::Identity;
-use super::plugin_dir::{FileChange, FileId, PluginDir, Role};
-use super::revisions::{History, Revision, RollbackPolicy, Tracker, unix_seconds};
-use super::shadow::{Candidate, ShadowSlot};
 use crate::apply::events;
 use crate::contract::EventType;
 use crate::engine::{Engine, Limits};
+use crate::plugin::dir::{FileChange, FileId, PluginDir, Role};
+use crate::plugin::revisions::{History, Revision, RollbackPolicy, Tracker, unix_seconds};
+use crate::plugin::shadow::{Candidate, ShadowSlot};
 use crate::plugin::{LoadError, Plugin};
 
 /// Settings of hot swap.

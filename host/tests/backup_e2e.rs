@@ -39,6 +39,7 @@ use serde_json::{Value, json};
 
 use common::cluster_scoped::ClusterScoped;
 use common::host::Host;
+use common::suite;
 
 fn claims(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| n.to_string()).collect()
@@ -73,27 +74,14 @@ async fn create(api: &Api<DynamicObject>, object: Value) {
     api.create(&PostParams::default(), &object).await.unwrap();
 }
 
-/// The backup plugin reads clusters and Pods and annotates clusters that
-/// restore from a backup: the host operator grants exactly that.
-fn grants(env: &TestEnv) -> PathBuf {
-    let dir = common::temp_dir(&format!("grants-{}", env.namespace));
-    let path = dir.join("grants.yaml");
-    std::fs::write(
-        &path,
-        "plugins:\n  backup:\n    reads: [v1/Pod, postgres.operon.dev/v1alpha1/PostgresCluster]\n    \
-         patches: [postgres.operon.dev/v1alpha1/PostgresCluster]\n",
-    )
-    .unwrap();
-    path
-}
-
-/// The host with the postgres plugin, then the backup components added to
-/// its running host's plugin directory (hot add: the host follows it).
+/// The host with the postgres and scaling plugins, then the backup
+/// components added to its running plugin directory (hot add: the host
+/// follows it).
 async fn start(env: &TestEnv) -> Host {
-    let grants = grants(env);
+    let grants = suite::grants(env);
     let host = Host::start_with(
         env,
-        &["postgres"],
+        &["postgres", "operon-scaling"],
         &env.kubeconfig_path,
         &["--grants", grants.to_str().unwrap()],
     );
@@ -497,24 +485,11 @@ async fn metric(host: &Host, name: &str, labels: &[&str]) -> f64 {
 async fn one_plugin_is_swapped_while_the_other_two_keep_working() {
     let env = TestEnv::new().await;
     let _volumes = ClusterScoped::volumes(&env, &claims(&["backups", "pg-0-data"]), None).await;
-    let grants = common::temp_dir(&format!("grants-{}", env.namespace)).join("grants.yaml");
-    std::fs::write(
-        &grants,
-        "plugins:\n  backup:\n    reads: [v1/Pod, postgres.operon.dev/v1alpha1/PostgresCluster]\n    \
-         patches: [postgres.operon.dev/v1alpha1/PostgresCluster]\n  \
-         scaling:\n    owns: []\n    reads: [postgres.operon.dev/v1alpha1/PostgresCluster, v1/Pod]\n    \
-         patches: [postgres.operon.dev/v1alpha1/PostgresCluster]\n",
-    )
-    .unwrap();
+    let grants = suite::grants(&env);
     // All at once: the host installs every CRD before any controller starts.
     let host = Host::start_with(
         &env,
-        &[
-            "postgres",
-            "operon-backup",
-            "operon-backup-schedule",
-            "operon-scaling",
-        ],
+        &suite::SUITE,
         &env.kubeconfig_path,
         &["--grants", grants.to_str().unwrap()],
     );

@@ -1,7 +1,7 @@
-//! The scaling plugin beside the postgres plugin, composed through the API
-//! server only (kwok fake nodes run the Pods; no PostgreSQL runs in them,
-//! so the test writes the figures an exporter would: annotations on the
-//! instance Pods).
+//! The scaling plugin in a host with the whole suite (postgres, backup,
+//! scaling), composed through the API server only (kwok fake nodes run the
+//! Pods; no PostgreSQL runs in them, so the test writes the figures an
+//! exporter would: annotations on the instance Pods).
 //!
 //! - offline first: `operon reconcile` on every scenario of
 //!   `plugins/scaling/fixtures` (through the engine, with the plugin's own
@@ -18,7 +18,9 @@
 //!   postgres plugin carries on to the volume claim;
 //! - with `--impersonate`, the RBAC `operon rbac` prints lets the scaling
 //!   plugin's ServiceAccount patch the cluster's scale subresource (the
-//!   API server, not only the host, enforces the grant).
+//!   API server, not only the host, enforces the grant; postgres and
+//!   scaling only, the plugins that RBAC is printed for);
+//! - a Pod's figure change wakes its policy through `map-related`.
 
 mod common;
 
@@ -38,6 +40,7 @@ use serde_json::{Value, json};
 
 use common::cluster_scoped::{ClusterScoped, data_claims};
 use common::host::{Host, condition, event_notes};
+use common::suite;
 
 const WAIT: Duration = Duration::from_secs(180);
 const GROUP: &str = "postgres.operon.dev";
@@ -133,22 +136,16 @@ fn object(v: Value) -> DynamicObject {
 /// `operon run` with both plugins and the scaling plugin's grants file,
 /// plus `extra` arguments.
 ///
-/// The PostgresCluster CRD is applied first, as the host would (field
-/// manager `operon`): the host installs each plugin's CRDs just before
-/// starting that plugin's controller, in directory order, and
-/// `operon_scaling.wasm` comes before `postgres.wasm`, so the scaling
-/// plugin's watch of PostgresClusters would otherwise start before the
-/// kind exists and the host would stop.
-async fn start_host(env: &TestEnv, extra: &[&str]) -> Host {
-    let grants = grants();
+/// A host with the whole suite (postgres, backup, scaling) and its
+/// grants, or with `packages` only and the scaling plugin's own grants.
+async fn start_host(env: &TestEnv, packages: Option<&[&str]>, extra: &[&str]) -> Host {
+    let (packages, grants) = match packages {
+        Some(p) => (p, grants()),
+        None => (&suite::SUITE[..], suite::grants(env)),
+    };
     let mut args = vec!["--grants", grants.to_str().unwrap()];
     args.extend(extra);
-    Host::start_with(
-        env,
-        &["postgres", "operon-scaling"],
-        &env.kubeconfig_path,
-        &args,
-    )
+    Host::start_with(env, packages, &env.kubeconfig_path, &args)
 }
 
 /// Waits until the cluster is Ready with `n` ready instances for its
@@ -266,7 +263,7 @@ fn read_object(path: &Path) -> Value {
 async fn enforce_follows_the_load_within_bounds_and_stabilizes() {
     let env = TestEnv::new().await;
     let _volumes = ClusterScoped::volumes(&env, &data_claims("pg", 3), None).await;
-    let host = start_host(&env, &[]).await;
+    let host = start_host(&env, None, &[]).await;
     host.ready().await;
     let (clusters, policies) = (cluster_api(&env), policy_api(&env));
     let dry = PostParams {
@@ -429,7 +426,7 @@ async fn recommend_changes_nothing_and_enforce_grows_the_storage() {
     volumes
         .add_volumes(&env, &data_claims("rec", 1), Some(&class))
         .await;
-    let host = start_host(&env, &[]).await;
+    let host = start_host(&env, None, &[]).await;
     host.ready().await;
     let (clusters, policies) = (cluster_api(&env), policy_api(&env));
     clusters
@@ -611,7 +608,12 @@ async fn impersonated_the_plugin_scales_through_its_own_rbac() {
         rbac.apply(o).await;
     }
     let _volumes = ClusterScoped::volumes(&env, &data_claims("imp", 2), None).await;
-    let host = start_host(&env, &["--impersonate", &env.namespace]).await;
+    let host = start_host(
+        &env,
+        Some(&["postgres", "operon-scaling"]),
+        &["--impersonate", &env.namespace],
+    )
+    .await;
     host.ready().await;
     let (clusters, policies) = (cluster_api(&env), policy_api(&env));
     clusters
@@ -667,7 +669,7 @@ async fn impersonated_the_plugin_scales_through_its_own_rbac() {
 async fn a_pod_figure_change_wakes_its_policy_through_map_related() {
     let env = TestEnv::new().await;
     let _volumes = ClusterScoped::volumes(&env, &data_claims("wake", 1), None).await;
-    let host = start_host(&env, &[]).await;
+    let host = start_host(&env, None, &[]).await;
     host.ready().await;
     cluster_api(&env)
         .create(

@@ -4,6 +4,7 @@
 
 pub mod cluster_scoped;
 pub mod host;
+pub mod suite;
 
 use std::path::PathBuf;
 

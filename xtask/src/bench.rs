@@ -171,9 +171,12 @@ fn binaries(wasm_dir: &Path) -> Result<controllers::Binaries> {
         "--release",
         "-p",
         "operon",
+        "-p",
+        "native-memcached",
+        // `--bin` filters every package given: name both binaries.
         "--bin",
         "operon",
-        "-p",
+        "--bin",
         "native-memcached",
     ]))?;
     let release = plugins::target_dir().join("release");

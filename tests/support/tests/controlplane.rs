@@ -107,15 +107,10 @@ async fn crd_established_apply_watch_and_status() -> Result<()> {
     let rv = created.resource_version().context("resourceVersion")?;
 
     // Watch from the created version, then change the object with server-side apply.
-    let mut stream = widgets
-        .watch(
-            &WatchParams::default()
-                .fields("metadata.name=w1")
-                .timeout(290),
-            &rv,
-        )
-        .await?
-        .boxed();
+    let params = WatchParams::default()
+        .fields("metadata.name=w1")
+        .timeout(290);
+    let mut stream = widgets.watch(&params, &rv).await?.boxed();
     let desired = json!({
         "apiVersion": format!("{group}/v1"), "kind": "Widget",
         "metadata": { "name": "w1" },
@@ -159,15 +154,24 @@ async fn crd_established_apply_watch_and_status() -> Result<()> {
         applied.managed_fields()
     );
 
+    // The API server may close a watch at any time (it does right after a
+    // new CRD's storage starts); a client watches again from the last
+    // version it saw, as reflectors do, and must still get the change.
     let seen = tokio::time::timeout(CONVERGE, async {
-        while let Some(ev) = stream.try_next().await? {
-            if let WatchEvent::Modified(obj) = ev
-                && obj.data["spec"]["size"] == 3
-            {
-                return Ok::<_, anyhow::Error>(obj);
+        let mut last = rv.clone();
+        loop {
+            while let Some(ev) = stream.try_next().await? {
+                if let WatchEvent::Modified(obj) | WatchEvent::Added(obj) = &ev {
+                    if obj.data["spec"]["size"] == 3 {
+                        return Ok::<_, anyhow::Error>(obj.clone());
+                    }
+                    if let Some(v) = obj.resource_version() {
+                        last = v;
+                    }
+                }
             }
+            stream = widgets.watch(&params, &last).await?.boxed();
         }
-        anyhow::bail!("watch ended before the applied change arrived")
     })
     .await
     .context("waiting for the watch to deliver the applied change (spec.size=3)")??;

@@ -10,46 +10,13 @@
 //! paths and ports. PostgreSQL refuses to run as root, so as root every
 //! command runs as the `postgres` user through `runuser`.
 
+#[path = "../../postgres/tests/pg_sandbox.rs"]
+mod pg_sandbox;
+
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn pg_bin() -> PathBuf {
-    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let major = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").exists().then_some((major, bin))
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .expect(
-            "PostgreSQL is not installed (/usr/lib/postgresql/<major>/bin): install the Debian \
-             package `postgresql` (`cargo xtask test` does it)",
-        )
-        .1
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use pg_sandbox::{Sandbox, free_port, no_env};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -57,73 +24,7 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A directory the postgres user owns, with the servers started in it
-/// stopped and the directory removed on drop.
-struct Sandbox {
-    dir: PathBuf,
-    bin: PathBuf,
-    servers: Vec<PathBuf>,
-}
-
 impl Sandbox {
-    fn new(name: &str) -> Sandbox {
-        let dir = std::env::temp_dir().join(format!("operon-backup-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let sb = Sandbox {
-            dir,
-            bin: pg_bin(),
-            servers: Vec::new(),
-        };
-        sb.chown();
-        sb
-    }
-
-    fn chown(&self) {
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&self.dir)
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.join(p)
-    }
-
-    fn run(&self, program: &str, args: &[&str], env: &BTreeMap<&str, String>) -> Output {
-        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.bin.display());
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", program]);
-            c
-        } else {
-            Command::new(program)
-        };
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", path)
-            .env("HOME", &self.dir)
-            .envs(env)
-            .current_dir(&self.dir)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, program: &str, args: &[&str], env: &BTreeMap<&str, String>) -> String {
-        let out = self.run(program, args, env);
-        assert!(
-            out.status.success(),
-            "{program} {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
     /// Starts a server on `pgdata`: TCP on 127.0.0.1:`port` with `auth`
     /// (`trust`, or `scram-sha-256` to check passwords) and a socket in
     /// the sandbox.
@@ -155,9 +56,9 @@ impl Sandbox {
                 &opts,
                 "start",
             ],
-            &BTreeMap::new(),
+            &no_env(),
         );
-        self.servers.push(pgdata.to_path_buf());
+        self.track(None, pgdata.to_path_buf());
     }
 
     /// A query over TCP as `postgres` with the restored clusters' password.
@@ -186,26 +87,6 @@ impl Sandbox {
             ],
             &BTreeMap::from([("PGPASSWORD", password.to_string())]),
         )
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        for pgdata in std::mem::take(&mut self.servers) {
-            let _ = self.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    pgdata.to_str().unwrap(),
-                    "-w",
-                    "-m",
-                    "immediate",
-                    "stop",
-                ],
-                &BTreeMap::new(),
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -239,7 +120,7 @@ fn fingerprint(sb: &Sandbox, port: u16) -> Vec<String> {
 
 #[test]
 fn each_method_backs_up_and_restores_the_rows() {
-    let mut sb = Sandbox::new("methods");
+    let mut sb = Sandbox::new("backup", "methods");
     let source = sb.path("source");
     sb.ok(
         "initdb",
@@ -252,7 +133,7 @@ fn each_method_backs_up_and_restores_the_rows() {
             "--encoding=UTF8",
             "--locale=C.UTF-8",
         ],
-        &BTreeMap::new(),
+        &no_env(),
     );
     let port = free_port();
     sb.start(&source, port, "trust");
@@ -396,7 +277,7 @@ fn each_method_backs_up_and_restores_the_rows() {
 
 #[test]
 fn restore_refuses_a_partial_artifact_and_cleanup_stays_in_its_volume() {
-    let sb = Sandbox::new("refusals");
+    let sb = Sandbox::new("backup", "refusals");
     let artifact = sb.path("volume/pgbackups/partial");
     std::fs::create_dir_all(&artifact).unwrap();
     std::fs::write(artifact.join("app.dump"), "half").unwrap();

@@ -13,120 +13,19 @@
 //! temporary directory). PostgreSQL refuses to run as root, so as root the
 //! processes run as the `postgres` user through `runuser`.
 
+mod pg_sandbox;
 mod sim;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use pg_sandbox::{Sandbox, free_port, no_env};
 use postgres::children::unbase64;
 use serde_json::Value;
 
-/// The newest installed PostgreSQL's bin directory and major.
-fn pg_bin() -> (PathBuf, i64) {
-    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let major = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").exists().then_some((major, bin))
-        })
-        .collect();
-    found.sort();
-    let (major, bin) = found.pop().expect(
-        "PostgreSQL is not installed (/usr/lib/postgresql/<major>/bin): install the Debian \
-         package `postgresql` (`cargo xtask test` does it)",
-    );
-    (bin, major)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A temporary directory the postgres user owns, removed on drop.
-struct Sandbox {
-    dir: PathBuf,
-    bin: PathBuf,
-    major: i64,
-    servers: Vec<(Child, PathBuf)>,
-}
-
 impl Sandbox {
-    fn new(name: &str) -> Sandbox {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let (bin, major) = pg_bin();
-        let dir = std::env::temp_dir().join(format!(
-            "operon-pg-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let sb = Sandbox {
-            dir,
-            bin,
-            major,
-            servers: Vec::new(),
-        };
-        sb.chown();
-        sb
-    }
-
-    fn chown(&self) {
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&self.dir)
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.join(p)
-    }
-
-    /// A command as the postgres user with exactly `env` (plus PATH).
-    fn command(&self, program: &str, args: &[&str], env: &BTreeMap<String, String>) -> Command {
-        let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.bin.display());
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", program]);
-            c
-        } else {
-            Command::new(program)
-        };
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", path)
-            .env("HOME", &self.dir)
-            .envs(env)
-            .current_dir(&self.dir);
-        cmd
-    }
-
-    fn run(&self, program: &str, args: &[&str], env: &BTreeMap<String, String>) -> Output {
-        self.command(program, args, env).output().unwrap()
-    }
-
     /// Starts the instance entrypoint in the background; its output goes
     /// to `<log>`.
     fn start(&mut self, env: &BTreeMap<String, String>, script: &Path, log: &str) {
@@ -137,8 +36,7 @@ impl Sandbox {
             .stderr(Stdio::from(log_file))
             .spawn()
             .unwrap();
-        self.servers
-            .push((child, PathBuf::from(env.get("PGDATA").unwrap())));
+        self.track(Some(child), PathBuf::from(env.get("PGDATA").unwrap()));
     }
 
     /// Waits until a server accepts connections on the socket directory.
@@ -154,18 +52,16 @@ impl Sandbox {
                     "-p",
                     &port.to_string(),
                 ],
-                &BTreeMap::new(),
+                &no_env(),
             );
             if out.status.success() {
                 return;
             }
-            for (child, _) in &mut self.servers {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "an instance exited ({status}):\n{}",
-                        std::fs::read_to_string(self.path(log)).unwrap_or_default()
-                    );
-                }
+            if let Some(status) = self.exited() {
+                panic!(
+                    "an instance exited ({status}):\n{}",
+                    std::fs::read_to_string(self.path(log)).unwrap_or_default()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -173,19 +69,6 @@ impl Sandbox {
                 std::fs::read_to_string(self.path(log)).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Stops the server of a data directory (fast shutdown) and reaps it.
-    fn stop(&mut self, pgdata: &Path) {
-        let _ = self.run(
-            "pg_ctl",
-            &["stop", "-D", pgdata.to_str().unwrap(), "-m", "fast", "-w"],
-            &BTreeMap::new(),
-        );
-        if let Some(i) = self.servers.iter().position(|(_, d)| d == pgdata) {
-            let (mut child, _) = self.servers.remove(i);
-            let _ = child.wait();
         }
     }
 
@@ -210,7 +93,7 @@ impl Sandbox {
                 "-c",
                 sql,
             ],
-            &BTreeMap::new(),
+            &no_env(),
         );
         assert!(
             out.status.success(),
@@ -218,24 +101,6 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let dirs: Vec<PathBuf> = self.servers.iter().map(|(_, d)| d.clone()).collect();
-        for d in dirs {
-            let _ = self.run(
-                "pg_ctl",
-                &["stop", "-D", d.to_str().unwrap(), "-m", "immediate", "-w"],
-                &BTreeMap::new(),
-            );
-        }
-        for (child, _) in &mut self.servers {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -394,7 +259,7 @@ fn assert_ok(what: &str, out: &Output) {
 #[test]
 fn primary_replica_sql_and_data_loads_on_a_real_postgresql() {
     let children = rendered();
-    let mut sb = Sandbox::new("cluster");
+    let mut sb = Sandbox::new("pg", "cluster");
     let (p0, p1) = (free_port(), free_port());
 
     // The primary: initdb with the generated configuration.

@@ -10,7 +10,7 @@
 //! paths and ports. PostgreSQL refuses to run as root, so as root every
 //! command runs as the `postgres` user through `runuser`.
 
-#[path = "../../postgres/tests/pg_sandbox.rs"]
+#[path = "../../postgres/tests/pg/sandbox.rs"]
 mod pg_sandbox;
 
 use std::collections::BTreeMap;

@@ -13,6 +13,7 @@
 //! temporary directory). PostgreSQL refuses to run as root, so as root the
 //! processes run as the `postgres` user through `runuser`.
 
+#[path = "pg/sandbox.rs"]
 mod pg_sandbox;
 mod sim;
 

@@ -29,22 +29,6 @@ fn fixtures() -> PathBuf {
     common::root().join("plugins/postgres/fixtures")
 }
 
-/// Every scenario directory (each has parent.yaml and observed.yaml).
-fn scenarios() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            e.path()
-                .join("parent.yaml")
-                .exists()
-                .then(|| e.file_name().to_string_lossy().to_string())
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 fn reconcile(scenario: &str, extra: &[&str]) -> Output {
     let wasm = common::component("postgres");
     let dir = fixtures().join(scenario);
@@ -83,7 +67,7 @@ fn ready(out: &Value) -> &Value {
 
 #[test]
 fn every_scenario_matches_its_golden_file() {
-    let all = scenarios();
+    let all = common::scenarios(&fixtures());
     assert!(all.len() >= 15, "scenarios found: {all:?}");
     let mut differ = Vec::new();
     for scenario in &all {

@@ -5,84 +5,15 @@
 mod common;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::discovery::{self, Scope};
+use kube::api::{Api, Patch, PatchParams};
 use operon_test_support::{TestEnv, wait_until};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use common::cluster_scoped::ClusterScoped;
 use common::host::{
-    Host, WAIT, condition, create_memcached, create_widget, get, memcached_api, metric, synced,
-    widget_api,
+    Host, WAIT, condition, create_memcached, create_widget, get, memcached_api, metric,
+    rbac_objects, synced, widget_api,
 };
-
-/// `operon rbac` for a plugin directory, parsed.
-fn rbac_objects(env: &TestEnv, plugins_dir: &std::path::Path) -> Vec<Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_operon"))
-        .args(["rbac", "--plugins"])
-        .arg(plugins_dir)
-        .args([
-            "--impersonate",
-            &env.namespace,
-            "--namespace",
-            &env.namespace,
-        ])
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig_path)
-        .output()
-        .expect("running operon rbac");
-    assert!(
-        out.status.success(),
-        "operon rbac failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap()
-}
-
-/// Server-side applies objects of any kind, as a cluster admin would.
-async fn apply_all(env: &TestEnv, objects: &[Value]) {
-    for obj in objects {
-        let (group, version) = match obj["apiVersion"].as_str().unwrap().split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", obj["apiVersion"].as_str().unwrap()),
-        };
-        let gvk = kube::api::GroupVersionKind::gvk(group, version, obj["kind"].as_str().unwrap());
-        let (ar, caps) = discovery::pinned_kind(&env.client, &gvk).await.unwrap();
-        let api: Api<DynamicObject> = match (caps.scope, obj.pointer("/metadata/namespace")) {
-            (Scope::Namespaced, Some(ns)) => {
-                Api::namespaced_with(env.client.clone(), ns.as_str().unwrap(), &ar)
-            }
-            _ => Api::all_with(env.client.clone(), &ar),
-        };
-        let name = obj["metadata"]["name"].as_str().unwrap();
-        api.patch(
-            name,
-            &PatchParams::apply("operon-test").force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying {} {name}: {e}", obj["kind"]));
-    }
-}
-
-/// Deletes the cluster-scoped objects among `objects` (the namespaced ones
-/// go with the test namespace).
-async fn delete_cluster_scoped(env: &TestEnv, objects: &[Value]) {
-    for obj in objects {
-        let kind = obj["kind"].as_str().unwrap();
-        if kind != "ClusterRole" && kind != "ClusterRoleBinding" {
-            continue;
-        }
-        let gvk = kube::api::GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
-        let (ar, _) = discovery::pinned_kind(&env.client, &gvk).await.unwrap();
-        let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &ar);
-        let _ = api
-            .delete(
-                obj["metadata"]["name"].as_str().unwrap(),
-                &DeleteParams::default(),
-            )
-            .await;
-    }
-}
 
 #[tokio::test]
 async fn with_impersonation_the_api_server_refuses_what_the_grant_forbids() {
@@ -90,7 +21,7 @@ async fn with_impersonation_the_api_server_refuses_what_the_grant_forbids() {
     let dir = common::temp_dir(&format!("rbac-{}", env.namespace));
     let src = common::component("test-plugin-widgets");
     std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
-    let objects = rbac_objects(&env, &dir);
+    let objects = rbac_objects(&env, &dir, None);
     let kinds: Vec<&str> = objects
         .iter()
         .map(|o| o["kind"].as_str().unwrap())
@@ -120,7 +51,10 @@ async fn with_impersonation_the_api_server_refuses_what_the_grant_forbids() {
         "{resources:?}"
     );
     assert!(!resources.contains(&"secrets"), "{resources:?}");
-    apply_all(&env, &objects).await;
+    let mut rbac = ClusterScoped::new(&env);
+    for o in &objects {
+        rbac.apply(o).await;
+    }
 
     // The host is told to skip its own check of answers against the grant
     // (a test hook); every write goes as the plugin's ServiceAccount.
@@ -174,7 +108,7 @@ async fn with_impersonation_the_api_server_refuses_what_the_grant_forbids() {
     assert!(secrets.get_opt("forbid").await.unwrap().is_none());
 
     drop(host);
-    delete_cluster_scoped(&env, &objects).await;
+    drop(rbac);
     env.cleanup().await.unwrap();
 }
 

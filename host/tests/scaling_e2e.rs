@@ -57,26 +57,10 @@ fn grants() -> PathBuf {
     plugin_dir().join("grants.yaml")
 }
 
-/// Every scenario directory (each has parent.yaml and related.yaml).
-fn scenarios() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            e.path()
-                .join("parent.yaml")
-                .exists()
-                .then(|| e.file_name().to_string_lossy().to_string())
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn every_scenario_matches_its_golden_file_through_the_cli() {
     let wasm = common::component("operon-scaling");
-    let all = scenarios();
+    let all = common::scenarios(&fixtures());
     assert!(all.len() >= 30, "scenarios found: {all:?}");
     let mut differ = Vec::new();
     for scenario in &all {
@@ -542,27 +526,7 @@ fn rbac_objects(env: &TestEnv) -> Vec<Value> {
         let src = common::component(p);
         std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
-        .args(["rbac", "--plugins"])
-        .arg(&dir)
-        .arg("--grants")
-        .arg(grants())
-        .args([
-            "--impersonate",
-            &env.namespace,
-            "--namespace",
-            &env.namespace,
-        ])
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig_path)
-        .output()
-        .expect("running operon rbac");
-    assert!(
-        out.status.success(),
-        "operon rbac failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap()
+    common::host::rbac_objects(env, &dir, Some(&grants()))
 }
 
 #[tokio::test]

@@ -230,3 +230,34 @@ pub async fn create_memcached(env: &TestEnv, name: &str, size: i32) -> DynamicOb
         .await
         .unwrap()
 }
+
+/// `operon rbac --impersonate <ns> --namespace <ns>` for a plugin
+/// directory (and grants file), parsed.
+pub fn rbac_objects(
+    env: &TestEnv,
+    plugins_dir: &std::path::Path,
+    grants: Option<&std::path::Path>,
+) -> Vec<Value> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_operon"));
+    cmd.args(["rbac", "--plugins"]).arg(plugins_dir);
+    if let Some(g) = grants {
+        cmd.arg("--grants").arg(g);
+    }
+    let out = cmd
+        .args([
+            "--impersonate",
+            &env.namespace,
+            "--namespace",
+            &env.namespace,
+        ])
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig_path)
+        .output()
+        .expect("running operon rbac");
+    assert!(
+        out.status.success(),
+        "operon rbac failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap()
+}

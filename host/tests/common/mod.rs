@@ -46,3 +46,20 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub fn memcached_fixture(name: &str) -> PathBuf {
     root().join("examples/rust-memcached/fixtures").join(name)
 }
+
+/// Every scenario directory of a fixture directory (those with a
+/// `parent.yaml`), sorted.
+pub fn scenarios(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.path()
+                .join("parent.yaml")
+                .exists()
+                .then(|| e.file_name().to_string_lossy().to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}

@@ -7,6 +7,7 @@
 //! of the WIT package in `wit/`, the product's public API.
 
 pub mod apply;
+pub mod bounded;
 pub mod cli;
 pub mod contract;
 pub mod engine;

@@ -35,7 +35,8 @@ fn a_plugin_asking_for_more_than_it_is_granted_does_not_load() {
     match &err {
         LoadError::NotGranted { plugin, missing } => {
             assert_eq!(plugin, "reads");
-            assert_eq!(missing, &["reads v1/ConfigMap"]);
+            let missing: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
+            assert_eq!(missing, ["reads v1/ConfigMap"]);
         }
         other => panic!("expected NotGranted, got {other}"),
     }

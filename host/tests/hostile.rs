@@ -145,7 +145,10 @@ fn a_hundred_thousand_children_are_refused_before_anything_is_applied() {
         &out,
         hostile.registration(),
         &parent,
-        operon::apply::MAX_CHILDREN,
+        &operon::apply::validate::WriteGrant {
+            max_children: operon::apply::MAX_CHILDREN,
+            service_account_tokens: false,
+        },
         &|_| Some(true),
     )
     .unwrap_err();

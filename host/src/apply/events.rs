@@ -63,7 +63,7 @@ pub fn build(
             ..ObjectReference::default()
         }),
         reason: Some(truncate(&event.reason, 128).into()),
-        note: Some(truncate(&event.message, MAX_NOTE).into()),
+        note: Some(crate::bounded::cut(&event.message, MAX_NOTE).into_owned()),
         type_: Some(match event.type_ {
             EventType::Normal => "Normal".into(),
             EventType::Warning => "Warning".into(),
@@ -83,7 +83,8 @@ pub async fn record(client: &Client, parent: &Value, plugin: &str, event: &Decod
     let ns = ev.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Event> = Api::namespaced(client.clone(), &ns);
     if let Err(e) = api.create(&PostParams::default(), &ev).await {
-        tracing::warn!(plugin, reason = %event.reason, error = %e, "could not record an event");
+        let error = format!("{:#}", super::concise(e));
+        tracing::warn!(plugin, reason = %event.reason, error = %crate::bounded::message(&error), "could not record an event");
     }
 }
 
@@ -110,7 +111,9 @@ mod tests {
             (r.kind.as_deref(), r.uid.as_deref()),
             (Some("Memcached"), Some("u-1"))
         );
-        assert_eq!(e.note.unwrap().len(), 1024);
+        let note = e.note.unwrap();
+        assert!(note.len() <= 1024 && note.len() > 990, "{}", note.len());
+        assert!(note.ends_with("more bytes cut]"), "cut visibly: {note}");
         assert_eq!(e.type_.as_deref(), Some("Warning"));
         assert_eq!(
             e.reporting_controller.as_deref(),

@@ -3,25 +3,32 @@
 //! The order is fixed, and each step only runs when the previous ones
 //! succeeded:
 //!
-//! 1. [`validate::check`]: the whole answer is checked before anything is
-//!    applied (owned kinds only, names, namespaces, duplicates, patch grants,
-//!    limits). A refusal is [`ApplyError::Invalid`] and nothing is applied.
-//! 2. Children: each is [`children::prepare`]d (namespace, controller
+//! 1. [`validate::check_sizes`]: the answer, its status and each child fit
+//!    their limits ([`ApplyError::TooLarge`]).
+//! 2. [`validate::check`]: the whole answer is checked before anything is
+//!    applied (owned kinds only, names, namespaces, duplicates, patch
+//!    grants, Secrets that mint tokens). A refusal is
+//!    [`ApplyError::Invalid`].
+//! 3. Claims ([`claim`]): each child either does not exist yet or is
+//!    controlled by this parent already (or, with the grant's consent, is
+//!    controlled by no one and is adopted). A refusal is
+//!    [`ApplyError::NotOurs`].
+//! 4. Children: each is [`children::prepare`]d (namespace, controller
 //!    ownerReference, `operon.dev/*` labels) and server-side applied with
 //!    field manager `operon/<plugin>` ([`children::apply`]).
-//! 3. [`children::prune`]: observed children the answer no longer lists are
+//! 5. [`children::prune`]: observed children the answer no longer lists are
 //!    deleted. Pruning runs only after every desired child applied, so a
 //!    failed apply never leaves the parent with fewer children than before.
-//! 4. Patches to objects the plugin does not own ([`patch`]).
+//! 6. Patches to objects the plugin does not own ([`patch`]).
 //!
-//! [`apply_outcome`] runs steps 1–4. Status and events are separate because
-//! the runtime needs them on failures too (a trap or an invalid answer still
-//! sets `Synced=False` and records a warning): after every reconcile the
-//! runtime calls [`report`] (or [`status::compute`] + [`status::patch`] and
-//! [`events::record`] itself), with the plugin's status and events on success
-//! and none plus a host event on failure.
+//! Nothing is sent to the API server before steps 1–3 have passed for the
+//! whole answer. [`apply_outcome`] runs steps 1–6. Status and events are
+//! separate because the runtime needs them on failures too (a trap or an
+//! invalid answer still sets `Synced=False` and records a warning):
+//! [`status::compute`] + [`status::patch`] and [`events::record`].
 
 pub mod children;
+pub mod claim;
 pub mod events;
 pub mod finalizer;
 pub mod status;
@@ -33,9 +40,10 @@ use anyhow::Context as _;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::contract::outcome::{DecodedEvent, DecodedPatch};
+use crate::contract::outcome::DecodedPatch;
 use crate::contract::{Gvk, Outcome, PatchType, Registration};
-use crate::kinds::{Kinds, Resolved};
+use crate::kinds::Kinds;
+use claim::{Claim, Existing, Known};
 
 /// Default limit on the number of children of one parent.
 pub const MAX_CHILDREN: usize = 1000;
@@ -52,6 +60,14 @@ pub enum ApplyError {
     /// same answer cannot help: wait for the parent (or plugin) to change.
     #[error("invalid output: {0}")]
     Invalid(String),
+    /// The answer, its status or a child is over its size limit; nothing
+    /// was applied. The same answer would be refused again.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A child names an object this parent does not control; nothing was
+    /// applied. Retry with backoff: the other object may go away.
+    #[error("{0}")]
+    NotOurs(String),
     /// An API call failed (possibly after some children were applied);
     /// retry with backoff.
     #[error("{0:#}")]
@@ -69,14 +85,20 @@ pub fn concise(e: kube::Error) -> anyhow::Error {
     }
 }
 
-/// How strictly [`apply_outcome`] checks an answer.
+/// How strictly [`apply_outcome`] checks an answer: the plugin's limits
+/// and what its grant consents to.
 #[derive(Debug, Clone, Copy)]
 pub struct Checks {
     /// Most children one parent may have (the plugin's limit).
     pub max_children: usize,
+    pub sizes: validate::SizeLimits,
     /// Check the answer against the plugin's grant; false only under the
     /// test hook described at [`widen`].
     pub enforce_grants: bool,
+    /// The grant's `adopt`: take existing objects no one controls.
+    pub adopt: bool,
+    /// The grant's `serviceAccountTokens`.
+    pub service_account_tokens: bool,
 }
 
 /// What [`apply_outcome`] did.
@@ -91,9 +113,10 @@ pub struct AppliedSummary {
 }
 
 /// Validates and applies an outcome's children, pruning and patches (steps
-/// 1–4 of the module docs). `observed_children` are the children of owned
-/// kinds controlled by this parent. Status and events are left to
-/// [`report`].
+/// 1–6 of the module docs). `observed_children` are the children of owned
+/// kinds controlled by this parent; `existing` is where the claims of step
+/// 3 are looked up first. Status and events are left to the caller.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply_outcome(
     kinds: &Kinds,
     plugin: &str,
@@ -102,13 +125,11 @@ pub async fn apply_outcome(
     observed_children: &[Value],
     outcome: &Outcome,
     checks: Checks,
+    existing: &dyn Existing,
 ) -> Result<AppliedSummary, ApplyError> {
-    let Checks {
-        max_children,
-        enforce_grants,
-    } = checks;
+    validate::check_sizes(outcome, &checks.sizes).map_err(ApplyError::TooLarge)?;
     let widened;
-    let reg = if enforce_grants {
+    let reg = if checks.enforce_grants {
         reg
     } else {
         widened = widen(reg, outcome);
@@ -120,13 +141,18 @@ pub async fn apply_outcome(
         scopes.insert((gvk.group.clone(), gvk.kind.clone()), kind.namespaced);
     }
     let scope = |g: &Gvk| scopes.get(&(g.group.clone(), g.kind.clone())).copied();
-    validate::check(outcome, reg, parent, max_children, &scope).map_err(ApplyError::Invalid)?;
+    let grant = validate::WriteGrant {
+        max_children: checks.max_children,
+        service_account_tokens: checks.service_account_tokens || !checks.enforce_grants,
+    };
+    validate::check(outcome, reg, parent, &grant, &scope).map_err(ApplyError::Invalid)?;
 
     let desired: Vec<Value> = outcome
         .children
         .iter()
         .map(|c| children::prepare(c.clone(), parent, plugin))
         .collect();
+    check_claims(kinds, parent, &desired, existing, checks.adopt).await?;
     for child in &desired {
         children::apply(kinds, plugin, child).await?;
     }
@@ -139,6 +165,45 @@ pub async fn apply_outcome(
         pruned,
         patched: outcome.patches.len(),
     })
+}
+
+/// Step 3: every (prepared) child is absent or this parent's already, or
+/// no one's and `adopt` allows taking it.
+async fn check_claims(
+    kinds: &Kinds,
+    parent: &Value,
+    desired: &[Value],
+    existing: &dyn Existing,
+    adopt: bool,
+) -> Result<(), ApplyError> {
+    let parent_uid = validate::str_at(parent, "/metadata/uid").unwrap_or_default();
+    for (i, child) in desired.iter().enumerate() {
+        let gvk = validate::gvk_of(child);
+        let ns = validate::str_at(child, "/metadata/namespace");
+        let name = validate::str_at(child, "/metadata/name").unwrap_or_default();
+        let claim = match existing.known(&gvk, ns, name) {
+            Known::Cached(found) => Claim::of(found.as_deref().map(|o| &o.metadata), parent_uid),
+            Known::Unknown => {
+                let kind = kinds.resolve(&gvk).await?;
+                let found = kinds
+                    .api(&kind, ns)
+                    .get_opt(name)
+                    .await
+                    .map_err(concise)
+                    .with_context(|| {
+                        format!(
+                            "reading {} before applying it",
+                            validate::describe(&gvk.kind, ns, name)
+                        )
+                    })?;
+                Claim::of(found.as_ref().map(|o| &o.metadata), parent_uid)
+            }
+        };
+        if let Some(why) = claim.refusal(&gvk.kind, ns, name, adopt) {
+            return Err(ApplyError::NotOurs(format!("child #{i}: {why}")));
+        }
+    }
+    Ok(())
 }
 
 /// The registration widened to every kind the answer writes: the test hook
@@ -231,31 +296,6 @@ fn fill_identity(body: &mut Value, api_version: &str, kind: &str, name: &str, ns
             meta.entry("namespace").or_insert_with(|| json!(ns));
         }
     }
-}
-
-/// After a reconcile (successful or not): computes the parent's new status
-/// from the plugin's (none on failure) and `synced`, patches it when it
-/// changed, then records `events` (best effort). Returns whether the status
-/// was patched. `parent_kind` is the resolved parent kind.
-pub async fn report(
-    kinds: &Kinds,
-    parent_kind: &Resolved,
-    plugin: &str,
-    parent: &Value,
-    plugin_status: Option<&Value>,
-    synced: status::Synced,
-    events: &[DecodedEvent],
-) -> anyhow::Result<bool> {
-    let current = parent.get("status");
-    let generation = parent
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64);
-    let new = status::compute(plugin_status, current, generation, synced, &status::now());
-    let patched = status::patch(kinds, parent_kind, parent, &new).await?;
-    for event in events {
-        events::record(kinds.client(), parent, plugin, event).await;
-    }
-    Ok(patched)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The parent's status: the plugin's, plus `observedGeneration` and the
 //! host's `Synced` condition, patched only when it changed.
 
-use anyhow::Context as _;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Map, Value, json};
 
 use super::validate::str_at;
+use crate::bounded;
 use crate::kinds::{Kinds, Resolved};
 
 /// Condition reasons the host sets on `Synced`.
@@ -18,6 +18,14 @@ pub mod reason {
     pub const TRAP: &str = "PluginTrap";
     /// The plugin's answer was refused (see `validate`).
     pub const INVALID: &str = "InvalidOutput";
+    /// The answer, its status or a child was over its size limit.
+    pub const TOO_LARGE: &str = "OutputTooLarge";
+    /// A child named an object this parent does not control.
+    pub const ADOPTION_REFUSED: &str = "AdoptionRefused";
+    /// Applying a child (or a patch, or pruning) failed at the API server.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// The API server refused the parent's new status.
+    pub const STATUS_WRITE_FAILED: &str = "StatusWriteFailed";
 }
 
 /// The condition type the host owns.
@@ -105,7 +113,7 @@ pub fn compute(
         "type": SYNCED,
         "status": flag,
         "reason": synced.reason,
-        "message": truncate(&synced.message, 32 * 1024),
+        "message": bounded::message(&synced.message),
         "lastTransitionTime": since,
     });
     if let Some(g) = generation {
@@ -188,6 +196,36 @@ pub fn changed(new: &Value, current: Option<&Value>) -> bool {
     merge_diff(current.unwrap_or(&json!({})), new).is_some()
 }
 
+/// A status patch the API server did not take.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("patching the status of {object} failed: {message}")]
+pub struct PatchFailed {
+    /// `Kind namespace/name` of the parent.
+    pub object: String,
+    /// The HTTP code, when the API server answered.
+    pub code: Option<u16>,
+    /// The server's message (bounded) or the transport error.
+    pub message: String,
+}
+
+impl PatchFailed {
+    /// Whether the same patch may succeed later: no answer, a conflict,
+    /// throttling, a server error, or RBAC (which an admin may fix). A
+    /// status too large (413) or invalid (400, 422) stays refused until the
+    /// answer changes; a parent gone (404) needs no status.
+    pub fn retryable(&self) -> bool {
+        match self.code {
+            None => true,
+            Some(c) => matches!(c, 403 | 409 | 429) || c >= 500,
+        }
+    }
+
+    /// The code as a metric label: the number, or `none`.
+    pub fn code_label(&self) -> String {
+        self.code.map_or("none".into(), |c| c.to_string())
+    }
+}
+
 /// Merge-patches the parent's `status` subresource to `new_status` when it
 /// changed (removed fields are patched to null). Returns whether it patched.
 pub async fn patch(
@@ -195,27 +233,31 @@ pub async fn patch(
     parent_kind: &Resolved,
     parent: &Value,
     new_status: &Value,
-) -> anyhow::Result<bool> {
+) -> Result<bool, PatchFailed> {
     let Some(diff) = merge_diff(parent.get("status").unwrap_or(&json!({})), new_status) else {
         return Ok(false);
     };
     let name = str_at(parent, "/metadata/name").unwrap_or_default();
     let ns = str_at(parent, "/metadata/namespace");
     let api = kinds.api(parent_kind, ns);
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": diff })),
-    )
-    .await
-    .map_err(super::concise)
-    .with_context(|| {
-        format!(
-            "patching the status of {} failed",
-            super::validate::describe(&parent_kind.gvk.kind, ns, name)
+    let result = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": diff })),
         )
-    })?;
-    Ok(true)
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) => Err(PatchFailed {
+            object: super::validate::describe(&parent_kind.gvk.kind, ns, name),
+            code: match &e {
+                kube::Error::Api(s) => Some(s.code),
+                _ => None,
+            },
+            message: bounded::message(&format!("{:#}", super::concise(e))).into_owned(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +349,35 @@ mod tests {
         assert!(changed(&new, Some(&old)));
         assert!(changed(&new, None));
         assert!(!changed(&json!({}), None));
+    }
+
+    #[test]
+    fn a_long_message_is_cut_visibly_in_the_condition() {
+        let s = compute(
+            None,
+            None,
+            Some(1),
+            Synced::failed(reason::APPLY_FAILED, "x".repeat(1 << 20)),
+            T0,
+        );
+        let message = s["conditions"][0]["message"].as_str().unwrap();
+        assert!(message.len() <= bounded::MESSAGE_BYTES, "{}", message.len());
+        assert!(message.ends_with("more bytes cut]"), "{message}");
+    }
+
+    #[test]
+    fn only_failures_that_can_pass_later_are_retried() {
+        let failed = |code| PatchFailed {
+            object: "Widget demo/w".into(),
+            code,
+            message: String::new(),
+        };
+        for code in [None, Some(403), Some(409), Some(429), Some(500), Some(503)] {
+            assert!(failed(code).retryable(), "{code:?}");
+        }
+        for code in [Some(400), Some(404), Some(413), Some(422)] {
+            assert!(!failed(code).retryable(), "{code:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,79 @@ use serde_json::Value;
 
 use crate::contract::outcome::describe_child;
 use crate::contract::{Gvk, Outcome, PatchType, Registration};
+use crate::plugin::privileged;
+
+/// Size limits of an answer, in bytes of JSON (the plugin's limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimits {
+    pub child: usize,
+    pub status: usize,
+    pub response: usize,
+}
+
+/// Refuses an answer over its size limits, saying the size, the limit and
+/// the grant setting that raises it. Checked first: nothing else of a huge
+/// answer is worth looking at.
+pub fn check_sizes(outcome: &Outcome, limits: &SizeLimits) -> Result<(), String> {
+    let sizes = outcome.sizes();
+    let over = |what: String, size: usize, limit: usize, setting: &str| {
+        Err(format!(
+            "{what} is {} of JSON, over the limit of {} (raise limits.{setting} in the plugin's grant)",
+            human(size),
+            human(limit)
+        ))
+    };
+    if sizes.status > limits.status {
+        return over(
+            "the status".into(),
+            sizes.status,
+            limits.status,
+            "statusKib",
+        );
+    }
+    for (i, &size) in sizes.children.iter().enumerate() {
+        if size > limits.child {
+            let desc = outcome
+                .children
+                .get(i)
+                .and_then(|c| describe_child(c).ok())
+                .unwrap_or_default();
+            return over(
+                format!("child #{i} ({desc})"),
+                size,
+                limits.child,
+                "childKib",
+            );
+        }
+    }
+    if sizes.total > limits.response {
+        return over(
+            "the answer".into(),
+            sizes.total,
+            limits.response,
+            "responseKib",
+        );
+    }
+    Ok(())
+}
+
+/// Bytes as people read them: `512 B`, `3.0 KiB`, `10.0 MiB`.
+fn human(bytes: usize) -> String {
+    match bytes {
+        b if b < 1 << 10 => format!("{b} B"),
+        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// What the plugin's grant allows an answer beyond its registration.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteGrant {
+    /// Most children one parent may have.
+    pub max_children: usize,
+    /// May create Secrets of type `kubernetes.io/service-account-token`.
+    pub service_account_tokens: bool,
+}
 
 /// Refuses an outcome that must not be applied, with a message naming the
 /// offending part (`child #i (Kind namespace/name)`, `patch #i (...)`).
@@ -18,10 +91,11 @@ pub fn check(
     outcome: &Outcome,
     reg: &Registration,
     parent: &Value,
-    max_children: usize,
+    grant: &WriteGrant,
     scope: &dyn Fn(&Gvk) -> Option<bool>,
 ) -> Result<(), String> {
     let plugin = &reg.name;
+    let max_children = grant.max_children;
     if outcome.children.len() > max_children {
         return Err(format!(
             "plugin {plugin} returned {} children; at most {max_children} are allowed per parent",
@@ -52,6 +126,13 @@ pub fn check(
             return fail(format!(
                 "kind {gvk} is not owned by plugin {plugin}; it owns {}",
                 list(&reg.owns)
+            ));
+        }
+        if privileged::is_token_secret(child) && !grant.service_account_tokens {
+            return fail(format!(
+                "a Secret of type {} makes the API server mint a token for a ServiceAccount; \
+                 plugin {plugin} may create one only with serviceAccountTokens: true in its grant",
+                privileged::SERVICE_ACCOUNT_TOKEN
             ));
         }
         match (namespaced, parent_ns) {
@@ -214,6 +295,7 @@ pub(crate) mod tests {
             requeue_after_ms: None,
             finalized: false,
             patches: vec![],
+            sizes: None,
         }
     }
 
@@ -227,7 +309,11 @@ pub(crate) mod tests {
         } else {
             json!({"metadata": {"name": "m"}})
         };
-        check(out, &registration(namespaced), &parent, 3, &scope)
+        let grant = WriteGrant {
+            max_children: 3,
+            service_account_tokens: false,
+        };
+        check(out, &registration(namespaced), &parent, &grant, &scope)
     }
 
     #[test]
@@ -321,6 +407,84 @@ pub(crate) mod tests {
             run(&out, true).unwrap_err(),
             "plugin memcached returned 4 children; at most 3 are allowed per parent"
         );
+    }
+
+    #[test]
+    fn refuses_token_secrets_without_the_grant() {
+        let mut reg = registration(true);
+        reg.owns.push(gvk("", "v1", "Secret"));
+        let mut secret = child("v1", "Secret", None, "t");
+        secret["type"] = json!("kubernetes.io/service-account-token");
+        let parent = json!({"metadata": {"name": "m", "namespace": "demo"}});
+        let mut grant = WriteGrant {
+            max_children: 3,
+            service_account_tokens: false,
+        };
+        let out = outcome(vec![secret]);
+        let err = check(&out, &reg, &parent, &grant, &scope).unwrap_err();
+        assert!(
+            err.starts_with(
+                "child #0 (Secret demo/t): a Secret of type kubernetes.io/service-account-token"
+            ) && err.ends_with("only with serviceAccountTokens: true in its grant"),
+            "{err}"
+        );
+        grant.service_account_tokens = true;
+        check(&out, &reg, &parent, &grant, &scope).unwrap();
+        // An ordinary Secret needs nothing more than owning Secrets.
+        grant.service_account_tokens = false;
+        check(
+            &outcome(vec![child("v1", "Secret", None, "p")]),
+            &reg,
+            &parent,
+            &grant,
+            &scope,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn refuses_what_is_over_its_size_limit() {
+        let limits = SizeLimits {
+            child: 100,
+            status: 50,
+            response: 1000,
+        };
+        let mut big = child("v1", "Service", None, "big");
+        big["spec"] = json!({"x": "y".repeat(200)});
+        let out = outcome(vec![child("v1", "Service", None, "a"), big]);
+        assert_eq!(
+            check_sizes(&out, &limits).unwrap_err(),
+            "child #1 (Service big) is 278 B of JSON, over the limit of 100 B \
+             (raise limits.childKib in the plugin's grant)"
+        );
+        let mut out = outcome(vec![]);
+        out.status = Some(json!({"s": "z".repeat(60)}));
+        assert!(
+            check_sizes(&out, &limits)
+                .unwrap_err()
+                .starts_with("the status is 68 B")
+        );
+        out.children = (0..20)
+            .map(|i| {
+                let mut c = child("v1", "Service", None, &format!("s{i}"));
+                c["spec"] = json!({"x": "y".repeat(1 << 20)});
+                c
+            })
+            .collect();
+        out.status = None;
+        let huge = SizeLimits {
+            child: 2 << 20,
+            status: 256 << 10,
+            response: 8 << 20,
+        };
+        assert_eq!(
+            check_sizes(&out, &huge).unwrap_err(),
+            "the answer is 20.0 MiB of JSON, over the limit of 8.0 MiB \
+             (raise limits.responseKib in the plugin's grant)"
+        );
+        out.children.clear();
+        out.status = Some(json!({}));
+        check_sizes(&out, &limits).unwrap();
     }
 
     #[test]

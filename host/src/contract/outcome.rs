@@ -20,6 +20,20 @@ pub struct Outcome {
     pub requeue_after_ms: Option<u64>,
     pub finalized: bool,
     pub patches: Vec<DecodedPatch>,
+    /// Sizes of the JSON texts as the plugin sent them (`None` for an
+    /// outcome built in the host: [`Outcome::sizes`] measures it then).
+    #[serde(skip)]
+    pub sizes: Option<Sizes>,
+}
+
+/// How large an answer is, in bytes of JSON, for the output limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Each child's, in order.
+    pub children: Vec<usize>,
+    pub status: usize,
+    /// Children, status, patches and events together.
+    pub total: usize,
 }
 
 /// An event about the parent, as Kubernetes spells it.
@@ -102,6 +116,7 @@ impl Outcome {
     /// Parses every JSON text of a response. Children and status must be
     /// JSON objects; a child must say its apiVersion, kind and name.
     pub fn decode(response: wit::Response) -> Result<Outcome, String> {
+        let sizes = Sizes::of_response(&response);
         let children = response
             .children
             .iter()
@@ -146,7 +161,46 @@ impl Outcome {
             requeue_after_ms: response.requeue_after_ms,
             finalized: response.finalized,
             patches,
+            sizes: Some(sizes),
         })
+    }
+
+    /// The sizes of this answer: as sent, or measured now.
+    pub fn sizes(&self) -> Sizes {
+        if let Some(s) = &self.sizes {
+            return s.clone();
+        }
+        let len = |v: &Value| serde_json::to_vec(v).map_or(0, |b| b.len());
+        let children: Vec<usize> = self.children.iter().map(len).collect();
+        let status = self.status.as_ref().map_or(0, len);
+        let rest: usize = self.patches.iter().map(|p| len(&p.body)).sum::<usize>()
+            + self
+                .events
+                .iter()
+                .map(|e| e.reason.len() + e.message.len())
+                .sum::<usize>();
+        Sizes {
+            total: children.iter().sum::<usize>() + status + rest,
+            children,
+            status,
+        }
+    }
+}
+
+impl Sizes {
+    fn of_response(r: &wit::Response) -> Sizes {
+        let children: Vec<usize> = r.children.iter().map(String::len).collect();
+        let status = r.status.as_ref().map_or(0, String::len);
+        let rest: usize = r.patches.iter().map(|p| p.body.len()).sum::<usize>()
+            + r.events
+                .iter()
+                .map(|e| e.reason.len() + e.message.len())
+                .sum::<usize>();
+        Sizes {
+            total: children.iter().sum::<usize>() + status + rest,
+            children,
+            status,
+        }
     }
 }
 

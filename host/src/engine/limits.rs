@@ -24,6 +24,16 @@ pub struct Limits {
     /// Most children one response may hold; more fails the reconcile
     /// before anything is applied.
     pub max_children: usize,
+    /// Largest child, as JSON. The API server takes at most 3 MiB per
+    /// request and etcd stores at most 1.5 MiB per object by default; the
+    /// server adds `managedFields` and metadata, so 1 MiB leaves room.
+    pub child_bytes: usize,
+    /// Largest status, as JSON: it is stored inside the parent, which must
+    /// fit etcd's 1.5 MiB with its spec and metadata.
+    pub status_bytes: usize,
+    /// Largest whole answer (children, status, patches, events), as JSON:
+    /// bounds what the host holds and sends per reconcile.
+    pub response_bytes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +44,9 @@ impl Default for Limits {
             fuel: None,
             output_bytes: 64 << 10,
             max_children: 1000,
+            child_bytes: 1 << 20,
+            status_bytes: 256 << 10,
+            response_bytes: 8 << 20,
         }
     }
 }

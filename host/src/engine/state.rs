@@ -84,6 +84,7 @@ impl StoreState {
         for (stream, out) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let (text, dropped) = out.take();
             for line in text.lines().filter(|l| !l.is_empty()) {
+                let line = crate::bounded::message(line);
                 tracing::info!(plugin = %self.plugin, parent = %self.subject, stream, "{line}");
             }
             if dropped > 0 {
@@ -180,6 +181,7 @@ impl cluster::Host for StoreState {
 impl log::Host for StoreState {
     fn log(&mut self, level: LogLevel, message: String) {
         let (plugin, parent) = (&*self.plugin, &self.subject);
+        let message = crate::bounded::message(&message);
         match level {
             LogLevel::Trace => tracing::trace!(plugin, parent, "{message}"),
             LogLevel::Debug => tracing::debug!(plugin, parent, "{message}"),

@@ -1,7 +1,16 @@
 //! Why a plugin did not load, or why one call failed.
 
+use super::Missing;
 use crate::contract::{PACKAGE, PluginError};
 use crate::engine::TrapReason;
+
+fn list(missing: &[Missing]) -> String {
+    missing
+        .iter()
+        .map(Missing::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A plugin that cannot be used, with the one reason that matters first.
 #[derive(Debug, thiserror::Error)]
@@ -19,10 +28,13 @@ pub enum LoadError {
     Describe(CallError),
     #[error("invalid registration: {0}")]
     Registration(String),
-    #[error("plugin {plugin} asks for more than it is granted: {} (grant it in the grants file under plugins.{plugin})", missing.join(", "))]
+    #[error(
+        "plugin {plugin} asks for more than it is granted: {} (grant it in the grants file under plugins.{plugin})",
+        list(missing)
+    )]
     NotGranted {
         plugin: String,
-        missing: Vec<String>,
+        missing: Vec<Missing>,
     },
 }
 

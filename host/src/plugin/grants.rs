@@ -4,7 +4,18 @@
 //! kinds it may own (write as children), read, and patch; whether it may
 //! read Secrets; the namespaces it may read in; and its limits. A plugin not
 //! listed gets the default: it may own exactly the kinds it declares, read
-//! its parent and owned kinds only, in its parent's namespace only.
+//! its parent and owned kinds only, in its parent's namespace only — except
+//! the kinds that confer power over the cluster ([`super::privileged`]),
+//! which a plugin may own only when its `owns` grant names them, whatever
+//! the mode. Reads of Secrets always need `secrets: true`, even of an owned
+//! kind: owning Secrets lets a plugin write its own, not read its
+//! neighbours'.
+//!
+//! Two more switches concern writes: `adopt: true` lets the plugin take an
+//! existing object that no one controls as its child (off by default: the
+//! host never takes over an object by surprise), and
+//! `serviceAccountTokens: true` lets it create Secrets of type
+//! `kubernetes.io/service-account-token`.
 //!
 //! A plugin whose `describe()` asks for more than it is granted does not
 //! load, and the error lists every missing grant. Reads outside the grant are
@@ -19,7 +30,10 @@
 //!     patches: [postgres.operon.dev/v1alpha1/PostgresCluster]
 //!     secrets: false
 //!     namespaces: parent          # or: all, or a list [team-a, team-b]
-//!     limits: {memoryMib: 64, timeoutMs: 500, maxChildren: 100, concurrency: 2}
+//!     limits: {memoryMib: 64, timeoutMs: 500, maxChildren: 100, concurrency: 2,
+//!              childKib: 1024, statusKib: 256, responseKib: 8192}
+//!     adopt: false                # take over existing objects no one controls
+//!     serviceAccountTokens: false # create service-account-token Secrets
 //!     serviceAccount: operon-scaling  # with --impersonate; default operon-plugin-<name>
 //! ```
 
@@ -29,6 +43,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::privileged;
 use crate::contract::{Gvk, Registration};
 use crate::engine::Limits;
 
@@ -93,6 +108,12 @@ pub struct LimitsSpec {
     /// so a burst of its parents cannot take every slot of the shared
     /// instance pool. Default: `operon run --workers`.
     pub concurrency: Option<usize>,
+    /// Largest child object, in KiB of JSON.
+    pub child_kib: Option<usize>,
+    /// Largest status, in KiB of JSON.
+    pub status_kib: Option<usize>,
+    /// Largest whole answer (children, status and patches), in KiB.
+    pub response_kib: Option<usize>,
 }
 
 /// One plugin's grant. Kinds are written `group/version/Kind` or
@@ -116,6 +137,29 @@ pub struct Grant {
     /// The ServiceAccount (in the `--impersonate` namespace) this plugin's
     /// writes act as. Default: `operon-plugin-<name>`.
     pub service_account: Option<String>,
+    /// May take an existing object that no one controls as a child.
+    #[serde(default)]
+    pub adopt: bool,
+    /// May create Secrets of type `kubernetes.io/service-account-token`.
+    #[serde(default)]
+    pub service_account_tokens: bool,
+}
+
+/// One grant a registration asks for and does not have.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Missing {
+    /// Owning a kind the grant does not list.
+    #[error("owns {0}")]
+    Owns(Gvk),
+    /// Owning a kind that confers power, not listed by name.
+    #[error("owns {kind} ({why}: list it by name under owns)")]
+    OwnsPrivileged { kind: Gvk, why: &'static str },
+    #[error("reads {0}")]
+    Reads(Gvk),
+    #[error("secrets")]
+    Secrets,
+    #[error("patches {0}")]
+    Patches(Gvk),
 }
 
 /// (group, kind) of a grant entry.
@@ -137,13 +181,10 @@ fn is_secret(gvk: &Gvk) -> bool {
 }
 
 impl Grant {
-    /// The default: own what it declares, read nothing else, parent's
-    /// namespace only.
-    pub fn default_for(reg: &Registration) -> Grant {
-        Grant {
-            owns: Some(reg.owns.iter().map(Gvk::to_string).collect()),
-            ..Grant::default()
-        }
+    /// The default: own what it declares (but no kind that confers power),
+    /// read nothing else, parent's namespace only.
+    pub fn default_for(_reg: &Registration) -> Grant {
+        Grant::default()
     }
 
     /// Exactly what a registration asks for, in every namespace: for
@@ -151,7 +192,7 @@ impl Grant {
     /// the operator.
     pub fn as_requested(reg: &Registration) -> Grant {
         Grant {
-            owns: None,
+            owns: Some(reg.owns.iter().map(Gvk::to_string).collect()),
             reads: reg
                 .capabilities
                 .reads
@@ -169,6 +210,8 @@ impl Grant {
             namespaces: Namespaces::Word(NamespaceWord::All),
             limits: LimitsSpec::default(),
             service_account: None,
+            adopt: false,
+            service_account_tokens: false,
         }
     }
 
@@ -180,14 +223,19 @@ impl Grant {
     }
 
     /// Every grant the registration asks for and this grant lacks.
-    pub fn missing(&self, reg: &Registration) -> Vec<String> {
+    pub fn missing(&self, reg: &Registration) -> Vec<Missing> {
         let owns = self.owns_kinds(reg);
         let reads: Vec<_> = self.reads.iter().map(|k| parse_kind(k)).collect();
         let patches: Vec<_> = self.patches.iter().map(|k| parse_kind(k)).collect();
         let mut missing = Vec::new();
         for gvk in &reg.owns {
-            if !owns.contains(&key(gvk)) {
-                missing.push(format!("owns {gvk}"));
+            match privileged::why(gvk) {
+                Some(why) if !self.explicitly_owns(gvk) => missing.push(Missing::OwnsPrivileged {
+                    kind: gvk.clone(),
+                    why,
+                }),
+                _ if !owns.contains(&key(gvk)) => missing.push(Missing::Owns(gvk.clone())),
+                _ => {}
             }
         }
         let wanted_reads = reg
@@ -202,30 +250,37 @@ impl Grant {
                 reads.contains(&key(gvk)) || owns.contains(&key(gvk))
             };
             if !granted {
-                missing.push(format!("reads {gvk}"));
+                missing.push(Missing::Reads(gvk.clone()));
             }
         }
         if reg.capabilities.secrets && !self.secrets {
-            missing.push("secrets".to_string());
+            missing.push(Missing::Secrets);
         }
         for gvk in &reg.capabilities.patches {
             if !patches.contains(&key(gvk)) {
-                missing.push(format!("patches {gvk}"));
+                missing.push(Missing::Patches(gvk.clone()));
             }
         }
         missing
     }
 
+    /// Whether the grant names `gvk` in its `owns` list: what a kind that
+    /// confers power (or a cluster-scoped one) needs; "what it declares"
+    /// is not enough for those.
+    pub fn explicitly_owns(&self, gvk: &Gvk) -> bool {
+        self.owns
+            .iter()
+            .flatten()
+            .any(|k| parse_kind(k) == key(gvk))
+    }
+
     /// The read side of this grant for a registration.
     pub fn read_grant(&self, reg: &Registration) -> ReadGrant {
+        // Secrets are read only with `secrets: true`, owned or not.
+        let not_secret = |(g, k): &(String, String)| !(g.is_empty() && k == "Secret");
         let mut kinds = vec![key(&reg.parent.kind)];
-        kinds.extend(self.owns_kinds(reg));
-        kinds.extend(
-            self.reads
-                .iter()
-                .map(|k| parse_kind(k))
-                .filter(|(g, k)| !(g.is_empty() && k == "Secret")),
-        );
+        kinds.extend(self.owns_kinds(reg).into_iter().filter(not_secret));
+        kinds.extend(self.reads.iter().map(|k| parse_kind(k)).filter(not_secret));
         if self.secrets {
             kinds.push((String::new(), "Secret".into()));
         }
@@ -245,6 +300,9 @@ impl Grant {
             fuel: l.fuel.or(base.fuel),
             output_bytes: l.output_kib.map_or(base.output_bytes, |k| k << 10),
             max_children: l.max_children.unwrap_or(base.max_children),
+            child_bytes: l.child_kib.map_or(base.child_bytes, |k| k << 10),
+            status_bytes: l.status_kib.map_or(base.status_bytes, |k| k << 10),
+            response_bytes: l.response_kib.map_or(base.response_bytes, |k| k << 10),
         }
     }
 }
@@ -344,6 +402,7 @@ mod tests {
     #[test]
     fn the_default_grant_lists_everything_missing() {
         let missing = GrantsFile::default().grant_for(&reg()).missing(&reg());
+        let missing: Vec<String> = missing.iter().map(Missing::to_string).collect();
         assert_eq!(
             missing,
             [
@@ -390,6 +449,62 @@ mod tests {
             reads.check("apps/v1", "Deployment", Some("team"), Some("team")),
             Err(NotGranted::Kind { .. })
         ));
+    }
+
+    #[test]
+    fn kinds_that_confer_power_need_to_be_named() {
+        let mut reg = reg();
+        reg.owns
+            .push(gvk("rbac.authorization.k8s.io", "v1", "RoleBinding"));
+        let missing = GrantsFile::default().grant_for(&reg).missing(&reg);
+        assert_eq!(
+            missing[0].to_string(),
+            "owns rbac.authorization.k8s.io/v1/RoleBinding (an RBAC RoleBinding can bind any role, \
+             even cluster-admin, to any user: list it by name under owns)"
+        );
+        // A file entry that leaves `owns` out means "what it declares": still not enough.
+        let file: GrantsFile =
+            serde_saphyr::from_str("plugins:\n  scaling:\n    secrets: true\n").unwrap();
+        assert!(matches!(
+            file.grant_for(&reg).missing(&reg)[0],
+            Missing::OwnsPrivileged { .. }
+        ));
+        let file: GrantsFile = serde_saphyr::from_str(
+            "plugins:\n  scaling:\n    owns: [v1/ConfigMap, rbac.authorization.k8s.io/v1/RoleBinding]\n",
+        )
+        .unwrap();
+        let missing = file.grant_for(&reg).missing(&reg);
+        assert!(
+            !missing
+                .iter()
+                .any(|m| matches!(m, Missing::Owns(_) | Missing::OwnsPrivileged { .. })),
+            "{missing:?}"
+        );
+        // Offline runs grant what is asked, privileged kinds included.
+        assert!(Grant::as_requested(&reg).missing(&reg).is_empty());
+    }
+
+    #[test]
+    fn owning_secrets_does_not_grant_reading_them() {
+        let mut reg = reg();
+        reg.owns.push(gvk("", "v1", "Secret"));
+        reg.capabilities = Capabilities {
+            reads: vec![],
+            patches: vec![],
+            secrets: false,
+        };
+        let grant = GrantsFile::default().grant_for(&reg);
+        assert!(grant.missing(&reg).is_empty());
+        let reads = grant.read_grant(&reg);
+        assert!(matches!(
+            reads.check("v1", "Secret", Some("team"), Some("team")),
+            Err(NotGranted::Kind { .. })
+        ));
+        assert!(
+            reads
+                .check("v1", "ConfigMap", Some("team"), Some("team"))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod dir;
 mod error;
 mod grants;
+pub mod privileged;
 mod registration;
 pub mod revisions;
 pub mod shadow;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::Store;
 
 pub use error::{CallError, LoadError};
-pub use grants::{Grant, GrantsFile, NotGranted, ReadGrant};
+pub use grants::{Grant, GrantsFile, Missing, NotGranted, ReadGrant};
 
 use crate::contract::bindings::{Reconciler, ReconcilerPre};
 use crate::contract::cluster::ClusterReader;
@@ -92,6 +93,8 @@ pub struct Plugin {
     sandbox: Sandbox,
     registration: Registration,
     info: ComponentInfo,
+    /// The grant it loaded under (what it may write, adopt, read).
+    grant: Grant,
 }
 
 /// What every call of one plugin shares: the pre-linked component, its
@@ -195,6 +198,7 @@ impl Plugin {
             sandbox,
             registration,
             info,
+            grant,
         })
     }
 
@@ -212,6 +216,10 @@ impl Plugin {
 
     pub fn limits(&self) -> &Limits {
         &self.sandbox.limits
+    }
+
+    pub fn grant(&self) -> &Grant {
+        &self.grant
     }
 
     /// Runs one reconcile in a fresh sandbox.
@@ -291,7 +299,10 @@ impl Sandbox {
             _ => format!("{}", error.root_cause()),
         };
         if let Some(line) = said {
-            detail.push_str(&format!("; plugin stderr: {line}"));
+            detail.push_str(&format!(
+                "; plugin stderr: {}",
+                crate::bounded::message(&line)
+            ));
         }
         CallError::Trap { reason, detail }
     }

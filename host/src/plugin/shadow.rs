@@ -235,6 +235,7 @@ mod tests {
             requeue_after_ms: None,
             finalized: false,
             patches: Vec::new(),
+            sizes: None,
         }
     }
 

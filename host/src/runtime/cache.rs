@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use super::queue::Priority;
+use crate::apply::claim::{Existing, Known};
 use crate::contract::Gvk;
 use crate::contract::cluster::{ClusterReader, ReadError};
 use crate::contract::selector::Selector;
@@ -34,6 +35,8 @@ pub enum Change {
 /// One kind's watch and store.
 pub struct KindWatch {
     pub kind: Resolved,
+    /// The one namespace watched, when the host is limited to one.
+    namespace: Option<String>,
     store: Store<DynamicObject>,
     changes: broadcast::Sender<Change>,
     synced: watch::Receiver<bool>,
@@ -69,6 +72,18 @@ impl KindWatch {
             r = r.within(namespace.unwrap_or_default());
         }
         self.store.get(&r)
+    }
+
+    /// What this cache knows of an object: nothing before its initial
+    /// list, nor outside the namespace it watches.
+    pub fn known(&self, namespace: Option<&str>, name: &str) -> Known {
+        let outside = self.kind.namespaced
+            && self.namespace.is_some()
+            && namespace != self.namespace.as_deref();
+        if outside || !self.is_synced() {
+            return Known::Unknown;
+        }
+        Known::Cached(self.get(namespace, name))
     }
 
     /// The object as JSON text with apiVersion and kind filled in (list
@@ -202,11 +217,25 @@ impl Caches {
         });
         KindWatch {
             kind,
+            namespace: self.namespace.clone(),
             store,
             changes,
             synced,
             users: AtomicUsize::new(1),
             task,
+        }
+    }
+}
+
+/// The caches of a controller's owned kinds, where the host looks up a
+/// child before applying it.
+pub struct OwnedCaches<'a>(pub &'a [Arc<KindWatch>]);
+
+impl Existing for OwnedCaches<'_> {
+    fn known(&self, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Known {
+        match self.0.iter().find(|w| w.kind.gvk.same_kind(gvk)) {
+            Some(w) => w.known(namespace, name),
+            None => Known::Unknown,
         }
     }
 }

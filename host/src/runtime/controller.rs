@@ -16,15 +16,17 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit, broadcast};
 
-use super::cache::{CacheReader, Caches, Change, KindWatch};
+use super::cache::{CacheReader, Caches, Change, KindWatch, OwnedCaches};
 use super::queue::{Backoff, Priority, WorkQueue};
-use crate::apply::status::{self, Synced};
+use crate::apply::status::{self, PatchFailed, Synced, reason};
+use crate::apply::validate::SizeLimits;
 use crate::apply::{self, ApplyError, events, finalizer};
+use crate::bounded;
 use crate::contract::{Gvk, PluginError, RelatedMapping, Request};
 use crate::kinds::Kinds;
 use crate::plugin::revisions::{RollbackPolicy, Tracker, Verdict};
 use crate::plugin::shadow::{self, ShadowSlot};
-use crate::plugin::{CallContext, CallError, Plugin};
+use crate::plugin::{CallContext, CallError, LoadError, Missing, Plugin, privileged};
 use crate::server::Metrics;
 
 /// Settings of a controller.
@@ -114,6 +116,28 @@ pub struct Controller {
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
+/// Owning a cluster-scoped kind needs the kind named in the grant (see
+/// [`privileged`]); discovery has told the scope by now.
+fn cluster_scoped_granted(plugin: &Plugin, owned: &[Arc<KindWatch>]) -> anyhow::Result<()> {
+    let missing: Vec<Missing> = owned
+        .iter()
+        .filter(|w| !w.kind.namespaced && !plugin.grant().explicitly_owns(&w.kind.gvk))
+        .filter(|w| privileged::why(&w.kind.gvk).is_none()) // refused at load already
+        .map(|w| Missing::OwnsPrivileged {
+            kind: w.kind.gvk.clone(),
+            why: privileged::CLUSTER_SCOPED,
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError::NotGranted {
+        plugin: plugin.name().to_string(),
+        missing,
+    }
+    .into())
+}
+
 /// `namespace/name` (empty namespace for cluster-scoped parents).
 fn key(namespace: Option<&str>, name: &str) -> String {
     format!("{}/{name}", namespace.unwrap_or_default())
@@ -170,7 +194,13 @@ impl Controller {
             }
             anyhow::Ok((parent, owned, related))
         };
-        let (parent, owned, related) = match watches.await {
+        let watched = match watches.await {
+            Ok((parent, owned, related)) => {
+                cluster_scoped_granted(&plugin, &owned).map(|()| (parent, owned, related))
+            }
+            Err(e) => Err(e),
+        };
+        let (parent, owned, related) = match watched {
             Ok(w) => w,
             Err(e) => {
                 // A failed start (say, a kind the cluster does not serve)
@@ -453,7 +483,7 @@ impl Controller {
                         .map(|r| key(r.namespace.as_deref(), &r.name))
                         .collect(),
                     Err(e) => {
-                        tracing::warn!(plugin = self.name(), error = %e, "map-related failed");
+                        tracing::warn!(plugin = self.name(), error = %bounded::message(&e.to_string()), "map-related failed");
                         Vec::new()
                     }
                 }
@@ -632,7 +662,10 @@ impl Controller {
                     }
                     CallError::InvalidOutput(_) => ("InvalidOutput", false),
                 };
-                self.judge(Some(&format!("{reason}: {e}")));
+                self.judge(Some(&format!(
+                    "{reason}: {}",
+                    bounded::message(&e.to_string())
+                )));
                 return self
                     .fail(key, &parent, generation, reason, &e.to_string(), retry)
                     .await;
@@ -645,37 +678,41 @@ impl Controller {
             &parent,
             &observed,
             &outcome,
-            apply::Checks {
-                max_children: self.plugin.limits().max_children,
-                enforce_grants: self.options.enforce_grants,
-            },
+            self.checks(),
+            &OwnedCaches(&self.owned),
         )
         .await;
         if let Err(e) = applied {
-            return match e {
-                ApplyError::Invalid(m) => {
-                    self.judge(Some(&format!("InvalidOutput: {m}")));
-                    self.fail(key, &parent, generation, "InvalidOutput", &m, false)
-                        .await
-                }
-                ApplyError::Api(e) => {
-                    self.fail(
-                        key,
-                        &parent,
-                        generation,
-                        "ApplyFailed",
-                        &format!("{e:#}"),
-                        true,
-                    )
-                    .await
-                }
+            let (why, retry, plugins_fault) = match &e {
+                ApplyError::Invalid(_) => (reason::INVALID, false, true),
+                ApplyError::TooLarge(_) => (reason::TOO_LARGE, false, true),
+                ApplyError::NotOurs(_) => (reason::ADOPTION_REFUSED, true, true),
+                ApplyError::Api(_) => (reason::APPLY_FAILED, true, false),
             };
+            let message = e.to_string();
+            if plugins_fault {
+                self.judge(Some(&format!("{why}: {}", bounded::message(&message))));
+            }
+            return self
+                .fail(key, &parent, generation, why, &message, retry)
+                .await;
         }
         self.judge(None);
-        self.patch_status(&parent, outcome.status.as_ref(), Synced::ok())
+        let status = self
+            .patch_status(&parent, outcome.status.as_ref(), Synced::ok())
             .await;
         for event in &outcome.events {
             events::record(self.writer.client(), &parent, self.name(), event).await;
+        }
+        if let Err(e) = status {
+            if !(deleting && outcome.finalized) {
+                return self.status_failed(key, &parent, generation, &e).await;
+            }
+            // A parent on its way out: its status matters less than
+            // letting it go.
+            self.metrics
+                .status_write_failure(self.name(), &e.code_label());
+            tracing::warn!(plugin = self.name(), parent = key, "{e}");
         }
         if deleting
             && outcome.finalized
@@ -715,6 +752,8 @@ impl Controller {
         retry: bool,
     ) -> &'static str {
         self.metrics.reconcile_errors_total(self.name());
+        // Room for the attempt note after the message, within the bound.
+        let message = bounded::cut(message, bounded::MESSAGE_BYTES - 64);
         let note = if retry {
             self.metrics.workqueue_retries_total(self.name());
             let delay = self.queue.retry(key);
@@ -731,14 +770,68 @@ impl Controller {
             format!("{message} (not retried until the parent changes)")
         };
         tracing::warn!(plugin = self.name(), parent = key, reason, "{note}");
-        self.patch_status(parent, None, Synced::failed(reason, message))
-            .await;
+        if let Err(e) = self
+            .patch_status(parent, None, Synced::failed(reason, message.as_ref()))
+            .await
+        {
+            self.metrics
+                .status_write_failure(self.name(), &e.code_label());
+            tracing::warn!(plugin = self.name(), parent = key, "{e}");
+        }
         let event = events::host_event(crate::contract::EventType::Warning, "ReconcileError", note);
         events::record(self.writer.client(), parent, self.name(), &event).await;
         "error"
     }
 
-    async fn patch_status(&self, parent: &Value, plugin_status: Option<&Value>, synced: Synced) {
+    /// The API server refused the parent's new status: records that on the
+    /// parent as far as it can (a minimal status with only `Synced=False`,
+    /// a Warning event, the metric, a log line) and retries with backoff
+    /// when the same patch may pass later; a status too large or invalid
+    /// waits for the parent to change.
+    async fn status_failed(
+        &self,
+        key: &str,
+        parent: &Value,
+        generation: Option<i64>,
+        e: &PatchFailed,
+    ) -> &'static str {
+        self.metrics
+            .status_write_failure(self.name(), &e.code_label());
+        self.fail(
+            key,
+            parent,
+            generation,
+            reason::STATUS_WRITE_FAILED,
+            &e.to_string(),
+            e.retryable(),
+        )
+        .await
+    }
+
+    /// The limits and consents [`apply::apply_outcome`] checks an answer
+    /// against.
+    fn checks(&self) -> apply::Checks {
+        let limits = self.plugin.limits();
+        let grant = self.plugin.grant();
+        apply::Checks {
+            max_children: limits.max_children,
+            sizes: SizeLimits {
+                child: limits.child_bytes,
+                status: limits.status_bytes,
+                response: limits.response_bytes,
+            },
+            enforce_grants: self.options.enforce_grants,
+            adopt: grant.adopt,
+            service_account_tokens: grant.service_account_tokens,
+        }
+    }
+
+    async fn patch_status(
+        &self,
+        parent: &Value,
+        plugin_status: Option<&Value>,
+        synced: Synced,
+    ) -> Result<(), PatchFailed> {
         let current = parent.get("status");
         let generation = parent
             .pointer("/metadata/generation")
@@ -751,11 +844,11 @@ impl Controller {
             &crate::time::now_utc(),
         );
         if !status::changed(&new, current) {
-            return;
+            return Ok(());
         }
-        if let Err(e) = status::patch(&self.writer, &self.parent.kind, parent, &new).await {
-            tracing::warn!(plugin = self.name(), error = %format!("{e:#}"), "status patch failed");
-        }
+        status::patch(&self.writer, &self.parent.kind, parent, &new)
+            .await
+            .map(|_| ())
     }
 
     /// Failures recorded for a key (tests and debugging).

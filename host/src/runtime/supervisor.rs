@@ -176,6 +176,15 @@ pub struct Supervisor {
     host_object: Option<Value>,
 }
 
+/// The rejection kind of a controller that did not start: a grant found
+/// missing once discovery told a kind's scope, or anything else.
+fn start_error_kind(e: &anyhow::Error) -> &'static str {
+    match e.downcast_ref::<LoadError>() {
+        Some(l) => load_error_kind(l),
+        None => "start",
+    }
+}
+
 fn load_error_kind(e: &LoadError) -> &'static str {
     match e {
         LoadError::Read { .. } => "unreadable",
@@ -188,9 +197,12 @@ fn load_error_kind(e: &LoadError) -> &'static str {
 }
 
 impl Supervisor {
-    /// Loads every plugin of the directory and starts its controller. At
-    /// start a bad active file is an error (there is no running revision to
-    /// keep); a bad candidate is only rejected.
+    /// Loads every plugin of the directory and starts its controller. A
+    /// plugin that fails to load or start (not a component, not granted, a
+    /// trapping `describe()`, a kind the cluster does not serve) is
+    /// rejected as a later build would be — logged, counted, listed by
+    /// `operon plugins`, an event on the host's Pod — and the others run:
+    /// one plugin's fault is not the host's.
     pub async fn start(
         engine: Engine,
         options: RunOptions,
@@ -222,7 +234,7 @@ impl Supervisor {
             host_object,
         };
         let mut candidates = Vec::new();
-        let mut loaded: Vec<(String, Arc<Plugin>)> = Vec::new();
+        let mut loaded: Vec<(FileId, Arc<Plugin>)> = Vec::new();
         for change in changes {
             let FileChange::Changed(id) = change else {
                 continue;
@@ -232,36 +244,61 @@ impl Supervisor {
                 candidates.push(id);
                 continue;
             }
-            let path = sup.dir.path(&id);
-            let plugin =
-                Plugin::load_granted(&sup.engine, &path, Limits::default(), &sup.options.grants)
-                    .with_context(|| format!("loading {}", path.display()))?;
-            if let Some((other, _)) = loaded.iter().find(|(_, p)| p.name() == plugin.name()) {
-                anyhow::bail!(
-                    "{}: a plugin named {} is already loaded (from {other}.wasm)",
-                    path.display(),
-                    plugin.name(),
-                );
+            if let Some(plugin) = sup.load_at_start(&id, &loaded) {
+                loaded.push((id, Arc::new(plugin)));
             }
-            tracing::info!(plugin = plugin.name(), version = %plugin.registration().version,
-                parent = %plugin.registration().parent.kind, from_cache = plugin.info().from_cache,
-                "loaded {}", path.display());
-            loaded.push((id.stem, Arc::new(plugin)));
         }
         // Every CRD first: one plugin may watch or read a kind another ships.
-        for (_, plugin) in &loaded {
-            sup.install_crds(plugin).await?;
+        let mut installed = Vec::new();
+        for (id, plugin) in loaded {
+            match sup.install_crds(&plugin).await {
+                Ok(()) => installed.push((id, plugin)),
+                Err(e) => sup.reject(&id, "start", format!("{e:#}")),
+            }
         }
-        for (stem, plugin) in loaded {
-            sup.add_slot(&stem, plugin, SystemTime::now()).await?;
+        for (id, plugin) in installed {
+            if let Err(e) = sup.add_slot(&id.stem, plugin, SystemTime::now()).await {
+                sup.reject(&id, start_error_kind(&e), format!("{e:#}"));
+            }
         }
         if sup.slots.is_empty() {
-            tracing::warn!(dir = %sup.options.plugins_dir.display(), "no plugin (*.wasm) yet; components placed in the directory are loaded as they appear");
+            tracing::warn!(dir = %sup.options.plugins_dir.display(), "no plugin running yet; components placed in the directory are loaded as they appear");
         }
         for id in candidates {
             sup.start_load(id);
         }
         Ok(sup)
+    }
+
+    /// Loads one active file at start; a failure (or a second plugin of
+    /// the same name) is rejected and skipped.
+    fn load_at_start(&mut self, id: &FileId, loaded: &[(FileId, Arc<Plugin>)]) -> Option<Plugin> {
+        let path = self.dir.path(id);
+        let plugin = match Plugin::load_granted(
+            &self.engine,
+            &path,
+            Limits::default(),
+            &self.options.grants,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                self.reject(id, load_error_kind(&e), e.to_string());
+                return None;
+            }
+        };
+        if let Some((other, _)) = loaded.iter().find(|(_, p)| p.name() == plugin.name()) {
+            let reason = format!(
+                "a plugin named {} is already loaded from {}",
+                plugin.name(),
+                other.file_name()
+            );
+            self.reject(id, "duplicate-name", reason);
+            return None;
+        }
+        tracing::info!(plugin = plugin.name(), version = %plugin.registration().version,
+            parent = %plugin.registration().parent.kind, from_cache = plugin.info().from_cache,
+            "loaded {}", path.display());
+        Some(plugin)
     }
 
     /// The running controllers (to wait for their caches at start).
@@ -459,7 +496,7 @@ impl Supervisor {
                         self.start_load(candidate);
                     }
                 }
-                Err(e) => self.reject(id, "start", format!("{e:#}")),
+                Err(e) => self.reject(id, start_error_kind(&e), format!("{e:#}")),
             }
             return;
         };
@@ -492,7 +529,7 @@ impl Supervisor {
             .switch(&stem, plugin, Switch::Build { detected_at })
             .await
         {
-            self.reject(id, "start", format!("{e:#}"));
+            self.reject(id, start_error_kind(&e), format!("{e:#}"));
         }
     }
 
@@ -561,6 +598,7 @@ impl Supervisor {
     }
 
     fn reject(&mut self, id: &FileId, kind: &'static str, reason: String) {
+        let reason = crate::bounded::message(&reason).into_owned();
         let slot = self.slots.get(&id.stem);
         let plugin = slot.map_or(id.stem.clone(), |s| s.name.clone());
         let keeps = match slot.and_then(|s| s.history.active()) {

@@ -336,6 +336,7 @@ pub struct Metrics {
     shadow_reconciles: Family,
     shadow_diffs: Family,
     shadow_errors: Family,
+    status_failures: Family,
 }
 
 impl Default for Metrics {
@@ -492,10 +493,16 @@ impl Metrics {
                 Counter,
                 &["plugin", "candidate"],
             ),
+            status_failures: Family::new(
+                "operon_status_write_failures_total",
+                "Status patches of a parent the API server refused, by HTTP code (none: no answer).",
+                Counter,
+                &["plugin", "code"],
+            ),
         }
     }
 
-    fn families(&self) -> [&Family; 23] {
+    fn families(&self) -> [&Family; 24] {
         [
             &self.reconcile_total,
             &self.reconcile_time,
@@ -520,6 +527,7 @@ impl Metrics {
             &self.shadow_reconciles,
             &self.shadow_diffs,
             &self.shadow_errors,
+            &self.status_failures,
         ]
     }
 
@@ -641,6 +649,11 @@ impl Metrics {
         if failed {
             self.shadow_errors.add(&[plugin, candidate], 1.0);
         }
+    }
+
+    /// A status patch of a parent failed; `code` is the HTTP code or `none`.
+    pub fn status_write_failure(&self, plugin: &str, code: &str) {
+        self.status_failures.add(&[plugin, code], 1.0);
     }
 
     pub fn watches(&self, kind: &str, value: i64) {

@@ -53,6 +53,36 @@ impl Host {
         extra: &[&str],
         vars: &[(&str, &str)],
     ) -> Host {
+        Host::spawn(env, packages, kubeconfig, extra, vars, Stdio::inherit())
+    }
+
+    /// As [`Host::start_env`], with the host's log written to `log`.
+    pub fn start_logged(
+        env: &TestEnv,
+        packages: &[&str],
+        extra: &[&str],
+        vars: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Host {
+        let file = std::fs::File::create(log).expect("creating the host's log file");
+        Host::spawn(
+            env,
+            packages,
+            &env.kubeconfig_path,
+            extra,
+            vars,
+            file.into(),
+        )
+    }
+
+    fn spawn(
+        env: &TestEnv,
+        packages: &[&str],
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Host {
         let dir = super::temp_dir(&format!("plugins-{}", env.namespace));
         for p in packages {
             let src = super::component(p);
@@ -72,7 +102,7 @@ impl Host {
             .args(["--backoff-base-ms", "100"])
             .envs(vars.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting operon run");
         Host {

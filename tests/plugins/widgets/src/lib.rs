@@ -8,7 +8,13 @@
 //! - `panic`: a trap on every call;
 //! - `spin`: a loop that never ends (stopped by the time limit), to hold an
 //!   instance as long as the limit allows;
-//! - `elsewhere`: a child in another namespace (refused).
+//! - `elsewhere`: a child in another namespace (refused);
+//! - `take`: a ConfigMap named `spec.target`, to try to take over an
+//!   object that exists already (refused unless no one controls it and
+//!   the grant says `adopt: true`);
+//! - `bigstatus`: a status of `spec.bytes` bytes (default 10 MB);
+//! - `biglabel`: a ConfigMap with a label value of `spec.bytes` bytes
+//!   (default 1 MB), which the API server refuses and echoes back.
 //!
 //! It asks for a finalizer and answers the finalizing call with an event.
 //! It also owns Deployments, to share that watch with the memcached plugin.
@@ -59,6 +65,22 @@ impl Reconciler for Widgets {
                 }
             }
             "elsewhere" => Ok(Response::new().child(config_map(&name, Some("kube-system")))),
+            "take" => {
+                let target = spec["target"].as_str().unwrap_or("taken");
+                let mut cm = config_map(target, ns);
+                cm["data"] = json!({"owner": "widgets", "taken": name});
+                Ok(Response::new().child(cm))
+            }
+            "bigstatus" => {
+                let bytes = spec["bytes"].as_u64().unwrap_or(10_000_000) as usize;
+                Ok(Response::new().status(json!({"blob": "s".repeat(bytes)})))
+            }
+            "biglabel" => {
+                let bytes = spec["bytes"].as_u64().unwrap_or(1_000_000) as usize;
+                let mut cm = config_map(&name, ns);
+                cm["metadata"]["labels"] = json!({"big": "l".repeat(bytes)});
+                Ok(Response::new().child(cm))
+            }
             "forbidden" => Ok(Response::new()
                 .child(config_map(&name, ns))
                 .child(json!({"apiVersion": "v1", "kind": "Secret",

@@ -2,24 +2,39 @@
 
 package operon
 
-// The canonical ABI of world operon:reconciler/reconciler@0.1.0, by hand.
+// The glue of world operon:reconciler/reconciler@0.1.0: its exports as
+// //go:wasmexport functions, its imports as //go:wasmimport ones, reading and
+// writing linear memory through the types of abi_layout.go (whose layout the
+// tests hold to the WIT).
 //
-// Memory layouts (wasm32, offsets in bytes) follow the component model's
-// canonical ABI for the WIT records in wit/reconciler.wit; each export that
-// returns more than one flat value returns a pointer to a "return area" the
-// guest allocates. Everything the host writes into guest memory goes through
-// cabi_realloc; everything the guest hands out stays pinned (referenced from
-// `pins`, so Go's non-moving GC keeps it) until the host calls the export's
-// post-return function.
+// Everything the host writes into guest memory goes through cabi_realloc;
+// everything the guest hands out stays pinned (referenced from `pins`, so
+// Go's non-moving GC keeps it) until the host calls the export's post-return
+// function.
 
 import (
 	"encoding/json"
 	"unsafe"
 )
 
+// The functions below have the core signatures the test checks.
+func _() {
+	var (
+		_ describeFunc       = exportDescribe
+		_ postDescribeFunc   = postDescribe
+		_ reconcileFunc      = exportReconcile
+		_ postReconcileFunc  = postReconcile
+		_ mapRelatedFunc     = exportMapRelated
+		_ postMapRelatedFunc = postMapRelated
+		_ clusterGetFunc     = importGet
+		_ clusterListFunc    = importList
+		_ logFunc            = importLog
+	)
+}
+
 var pins []unsafe.Pointer
 
-func alloc(size, align uint32) unsafe.Pointer {
+func alloc(size, align uintptr) unsafe.Pointer {
 	if size == 0 {
 		size = 1
 	}
@@ -35,11 +50,17 @@ func alloc(size, align uint32) unsafe.Pointer {
 	return p
 }
 
+// allocT allocates a pinned, zeroed T.
+func allocT[T any]() *T {
+	var zero T
+	return (*T)(alloc(unsafe.Sizeof(zero), unsafe.Alignof(zero)))
+}
+
 func release() { pins = nil }
 
 //go:wasmexport cabi_realloc
 func cabiRealloc(old unsafe.Pointer, oldSize, align, newSize uint32) unsafe.Pointer {
-	p := alloc(newSize, align)
+	p := alloc(uintptr(newSize), uintptr(align))
 	if old != nil && oldSize > 0 {
 		n := min(oldSize, newSize)
 		copy(unsafe.Slice((*byte)(p), n), unsafe.Slice((*byte)(old), n))
@@ -53,204 +74,183 @@ func addr(p unsafe.Pointer) uint32 { return uint32(uintptr(p)) }
 // memory is flat and Go's GC does not move objects).
 func at(addr uint32) unsafe.Pointer { return unsafe.Add(unsafe.Pointer(nil), addr) }
 
-func u8(p unsafe.Pointer, off uintptr) uint8 { return *(*uint8)(unsafe.Add(p, off)) }
-func u32(p unsafe.Pointer, off uintptr) uint32 {
-	return *(*uint32)(unsafe.Add(p, off))
-}
-func put8(p unsafe.Pointer, off uintptr, v uint8)   { *(*uint8)(unsafe.Add(p, off)) = v }
-func put32(p unsafe.Pointer, off uintptr, v uint32) { *(*uint32)(unsafe.Add(p, off)) = v }
-func put64(p unsafe.Pointer, off uintptr, v uint64) { *(*uint64)(unsafe.Add(p, off)) = v }
-
-func putBool(p unsafe.Pointer, off uintptr, b bool) {
-	if b {
-		put8(p, off, 1)
-	} else {
-		put8(p, off, 0)
-	}
-}
-
-// readString copies a (ptr, len) string out of linear memory.
-func readString(ptr, n uint32) string {
-	if n == 0 {
+// lift copies the string out of linear memory.
+func (s abiString) lift() string {
+	if s.Len == 0 {
 		return ""
 	}
-	return string(unsafe.Slice((*byte)(at(ptr)), n))
+	return string(unsafe.Slice((*byte)(at(s.Ptr)), s.Len))
 }
 
-// putString copies s into a pinned buffer and writes (ptr, len) at p+off.
-func putString(p unsafe.Pointer, off uintptr, s string) {
-	var ptr uint32
-	if len(s) > 0 {
-		buf := alloc(uint32(len(s)), 1)
-		copy(unsafe.Slice((*byte)(buf), len(s)), s)
-		ptr = addr(buf)
-	} else {
-		ptr = 1 // any aligned pointer: nothing is read
+// lowerString copies s into pinned memory.
+func lowerString(s string) abiString {
+	if len(s) == 0 {
+		return abiString{Ptr: 1} // any aligned pointer: nothing is read
 	}
-	put32(p, off, ptr)
-	put32(p, off+4, uint32(len(s)))
+	buf := alloc(uintptr(len(s)), 1)
+	copy(unsafe.Slice((*byte)(buf), len(s)), s)
+	return abiString{Ptr: addr(buf), Len: uint32(len(s))}
 }
 
-// putOptString writes option<string> (12 bytes: tag, ptr, len).
-func putOptString(p unsafe.Pointer, off uintptr, s string, some bool) {
+func lowerOptString(s string, some bool) abiOption[abiString] {
 	if !some {
-		put8(p, off, 0)
-		return
+		return abiOption[abiString]{}
 	}
-	put8(p, off, 1)
-	putString(p, off+4, s)
+	return abiOption[abiString]{Some: true, Val: lowerString(s)}
 }
 
-// putList allocates n elements of size bytes and writes (ptr, len) at p+off;
-// each element is filled by fill.
-func putList(p unsafe.Pointer, off uintptr, n int, size, align uint32, fill func(elem unsafe.Pointer, i int)) {
-	if n == 0 {
-		put32(p, off, align)
-		put32(p, off+4, 0)
-		return
+// elems is the list's elements, in linear memory.
+func (l abiList[T]) elems() []T {
+	if l.Len == 0 {
+		return nil
 	}
-	base := alloc(uint32(n)*size, align)
-	for i := 0; i < n; i++ {
-		fill(unsafe.Add(base, uintptr(i)*uintptr(size)), i)
+	return unsafe.Slice((*T)(at(l.Ptr)), l.Len)
+}
+
+// lowerList copies items, each lowered by lower, into a pinned array.
+func lowerList[T, E any](items []E, lower func(E) T) abiList[T] {
+	var zero T
+	if len(items) == 0 {
+		return abiList[T]{Ptr: uint32(unsafe.Alignof(zero))} // aligned, never read
 	}
-	put32(p, off, addr(base))
-	put32(p, off+4, uint32(n))
+	base := alloc(uintptr(len(items))*unsafe.Sizeof(zero), unsafe.Alignof(zero))
+	elems := unsafe.Slice((*T)(base), len(items))
+	for i, item := range items {
+		elems[i] = lower(item)
+	}
+	return abiList[T]{Ptr: addr(base), Len: uint32(len(items))}
 }
 
-// gvk: group @0, version @8, kind @16 (24 bytes).
-func putGvk(p unsafe.Pointer, g Gvk) {
-	putString(p, 0, g.Group)
-	putString(p, 8, g.Version)
-	putString(p, 16, g.Kind)
+func lowerGvk(g Gvk) abiGvk {
+	return abiGvk{Group: lowerString(g.Group), Version: lowerString(g.Version), Kind: lowerString(g.Kind)}
 }
 
-func putGvks(p unsafe.Pointer, off uintptr, gs []Gvk) {
-	putList(p, off, len(gs), 24, 4, func(e unsafe.Pointer, i int) { putGvk(e, gs[i]) })
+func lowerObjectRef(r ObjectRef) abiObjectRef {
+	return abiObjectRef{
+		APIVersion: lowerString(r.APIVersion),
+		Kind:       lowerString(r.Kind),
+		Namespace:  lowerOptString(r.Namespace, r.Namespace != ""),
+		Name:       lowerString(r.Name),
+	}
 }
 
-// object-ref: api-version @0, kind @8, namespace option<string> @16, name @28 (36 bytes).
-func putObjectRef(p unsafe.Pointer, r ObjectRef) {
-	putString(p, 0, r.APIVersion)
-	putString(p, 8, r.Kind)
-	putOptString(p, 16, r.Namespace, r.Namespace != "")
-	putString(p, 28, r.Name)
+func lowerRelatedKind(rk RelatedKind) abiRelatedKind {
+	mapping := abiRelatedMapping{Tag: rk.Mapping.Kind}
+	if rk.Mapping.Kind == MapLabel || rk.Mapping.Kind == MapField {
+		mapping.Val = lowerString(rk.Mapping.Key)
+	}
+	return abiRelatedKind{Kind: lowerGvk(rk.Kind), Mapping: mapping}
 }
 
-// registration (92 bytes): name @0, version @8, parent @16 (gvk @16,
-// namespaced @40), owns @44, related @52 (36-byte elements: gvk @0, mapping
-// tag @24, string @28), finalizer @60, crds @64, capabilities @72 (reads
-// @72, patches @80, secrets @88).
-//
 //go:wasmexport describe
-func exportDescribe() unsafe.Pointer {
+func exportDescribe() *abiRegistration {
 	reg := registered.Describe()
-	p := alloc(92, 4)
-	putString(p, 0, reg.Name)
-	putString(p, 8, reg.Version)
-	putGvk(unsafe.Add(p, 16), reg.Parent)
-	putBool(p, 40, reg.Namespaced)
-	putGvks(p, 44, reg.Owns)
-	putList(p, 52, len(reg.Related), 36, 4, func(e unsafe.Pointer, i int) {
-		rk := reg.Related[i]
-		putGvk(e, rk.Kind)
-		put8(e, 24, uint8(rk.Mapping.Kind))
-		if rk.Mapping.Kind == MapLabel || rk.Mapping.Kind == MapField {
-			putString(e, 28, rk.Mapping.Key)
-		}
-	})
-	putBool(p, 60, reg.Finalizer)
-	putList(p, 64, len(reg.CRDs), 8, 4, func(e unsafe.Pointer, i int) { putString(e, 0, reg.CRDs[i]) })
-	putGvks(p, 72, reg.Capabilities.Reads)
-	putGvks(p, 80, reg.Capabilities.Patches)
-	putBool(p, 88, reg.Capabilities.Secrets)
-	return p
+	out := allocT[abiRegistration]()
+	*out = abiRegistration{
+		Name:      lowerString(reg.Name),
+		Version:   lowerString(reg.Version),
+		Parent:    abiParentKind{Kind: lowerGvk(reg.Parent), Namespaced: reg.Namespaced},
+		Owns:      lowerList(reg.Owns, lowerGvk),
+		Related:   lowerList(reg.Related, lowerRelatedKind),
+		Finalizer: reg.Finalizer,
+		CRDs:      lowerList(reg.CRDs, lowerString),
+		Capabilities: abiCapabilities{
+			Reads:   lowerList(reg.Capabilities.Reads, lowerGvk),
+			Patches: lowerList(reg.Capabilities.Patches, lowerGvk),
+			Secrets: reg.Capabilities.Secrets,
+		},
+	}
+	return out
 }
 
 //go:wasmexport cabi_post_describe
-func postDescribe(unsafe.Pointer) { release() }
+func postDescribe(*abiRegistration) { release() }
 
-// reconcile: the request record arrives flat (parent, observed, finalizing,
-// config); the result<response, error> goes into a 72-byte return area
-// (tag @0, payload @8).
+// lift copies the request's texts and configuration out of linear memory.
+func (r abiRequest) lift() (parent string, observed []string, config map[string]string) {
+	parent = r.Parent.lift()
+	observed = make([]string, r.Observed.Len)
+	for i, s := range r.Observed.elems() {
+		observed[i] = s.lift()
+	}
+	config = make(map[string]string, r.Config.Len)
+	for _, e := range r.Config.elems() {
+		config[e.Key.lift()] = e.Value.lift()
+	}
+	return parent, observed, config
+}
+
+// reconcile: the request record arrives flattened; the result<response,
+// error> goes into a return area.
 //
 //go:wasmexport reconcile
-func exportReconcile(parentPtr, parentLen, obsPtr, obsLen, finalizing, cfgPtr, cfgLen uint32) unsafe.Pointer {
-	parent := readString(parentPtr, parentLen)
-	observed := make([]string, obsLen)
-	for i := uint32(0); i < obsLen; i++ {
-		e := at(obsPtr + 8*i)
-		observed[i] = readString(u32(e, 0), u32(e, 4))
-	}
-	config := make(map[string]string, cfgLen)
-	for i := uint32(0); i < cfgLen; i++ {
-		e := at(cfgPtr + 16*i)
-		config[readString(u32(e, 0), u32(e, 4))] = readString(u32(e, 8), u32(e, 12))
-	}
+func exportReconcile(parentPtr, parentLen, observedPtr, observedLen uint32, finalizing bool, configPtr, configLen uint32) *abiReconcileResult {
+	parent, observed, config := abiRequest{
+		Parent:     abiString{Ptr: parentPtr, Len: parentLen},
+		Observed:   abiList[abiString]{Ptr: observedPtr, Len: observedLen},
+		Finalizing: finalizing,
+		Config:     abiList[abiConfigEntry]{Ptr: configPtr, Len: configLen},
+	}.lift()
 	// The arguments are copied: their buffers need not stay pinned.
 	release()
 
-	resp, err := run(parent, observed, finalizing != 0, config)
+	resp, err := run(parent, observed, finalizing, config)
 	var children []string
 	var status string
 	if err == nil {
 		children, status, err = encodeResponse(resp)
 	}
-	ret := alloc(72, 8)
+	out := allocT[abiReconcileResult]()
 	if err != nil {
 		e := AsError(err)
-		put8(ret, 0, 1)
-		putBool(ret, 8, e.Permanent)
-		putString(ret, 12, e.Message)
-		return ret
+		tag := errorRetryable
+		if e.Permanent {
+			tag = errorPermanent
+		}
+		out.IsErr = true
+		*out.err() = abiError{Tag: tag, Val: lowerString(e.Message)}
+		return out
 	}
-	put8(ret, 0, 0)
-	p := unsafe.Add(ret, 8)
-	// response (64 bytes): children @0, status @8, events @20 (20-byte
-	// elements: type @0, reason @4, message @12), requeue-after-ms @32
-	// (tag, u64 @40), finalized @48, patches @52 (60-byte elements).
-	putList(p, 0, len(children), 8, 4, func(e unsafe.Pointer, i int) { putString(e, 0, children[i]) })
-	putOptString(p, 8, status, resp.Status != nil)
-	putList(p, 20, len(resp.Events), 20, 4, func(e unsafe.Pointer, i int) {
-		ev := resp.Events[i]
-		put8(e, 0, uint8(ev.Type))
-		putString(e, 4, ev.Reason)
-		putString(e, 12, ev.Message)
-	})
+	requeue := abiOption[uint64]{}
 	if resp.RequeueAfterMs != nil {
-		put8(p, 32, 1)
-		put64(p, 40, *resp.RequeueAfterMs)
-	} else {
-		put8(p, 32, 0)
+		requeue = abiOption[uint64]{Some: true, Val: *resp.RequeueAfterMs}
 	}
-	putBool(p, 48, resp.Finalized)
-	// patch: target @0 (36), subresource @36 (12), patch-type @48, body @52.
-	putList(p, 52, len(resp.Patches), 60, 4, func(e unsafe.Pointer, i int) {
-		pt := resp.Patches[i]
-		putObjectRef(e, pt.Target)
-		putOptString(e, 36, pt.Subresource, pt.Subresource != "")
-		put8(e, 48, uint8(pt.Type))
-		putString(e, 52, pt.Body)
-	})
-	return ret
+	*out.ok() = abiResponse{
+		Children: lowerList(children, lowerString),
+		Status:   lowerOptString(status, resp.Status != nil),
+		Events: lowerList(resp.Events, func(ev Event) abiEvent {
+			return abiEvent{Type: ev.Type, Reason: lowerString(ev.Reason), Message: lowerString(ev.Message)}
+		}),
+		RequeueAfterMs: requeue,
+		Finalized:      resp.Finalized,
+		Patches: lowerList(resp.Patches, func(pt Patch) abiPatch {
+			return abiPatch{
+				Target:      lowerObjectRef(pt.Target),
+				Subresource: lowerOptString(pt.Subresource, pt.Subresource != ""),
+				PatchType:   pt.Type,
+				Body:        lowerString(pt.Body),
+			}
+		}),
+	}
+	return out
 }
 
 //go:wasmexport cabi_post_reconcile
-func postReconcile(unsafe.Pointer) { release() }
+func postReconcile(*abiReconcileResult) { release() }
 
-// map-related: list<object-ref> in an 8-byte return area.
+// map-related: list<object-ref> in a return area.
 //
 //go:wasmexport map-related
-func exportMapRelated(ptr, n uint32) unsafe.Pointer {
-	text := readString(ptr, n)
+func exportMapRelated(relatedPtr, relatedLen uint32) *abiList[abiObjectRef] {
+	text := abiString{Ptr: relatedPtr, Len: relatedLen}.lift()
 	release()
-	refs := mapRelated(text)
-	ret := alloc(8, 4)
-	putList(ret, 0, len(refs), 36, 4, func(e unsafe.Pointer, i int) { putObjectRef(e, refs[i]) })
-	return ret
+	out := allocT[abiList[abiObjectRef]]()
+	*out = lowerList(mapRelated(text), lowerObjectRef)
+	return out
 }
 
 //go:wasmexport cabi_post_map-related
-func postMapRelated(unsafe.Pointer) { release() }
+func postMapRelated(*abiList[abiObjectRef]) { release() }
 
 func run(parent string, observed []string, finalizing bool, config map[string]string) (resp *Response, err error) {
 	defer func() {
@@ -318,84 +318,63 @@ func mapRelated(text string) []ObjectRef {
 
 //go:wasmimport operon:reconciler/cluster@0.1.0 get
 //go:noescape
-func importGet(avPtr, avLen, kindPtr, kindLen, nsTag, nsPtr, nsLen, namePtr, nameLen uint32, ret unsafe.Pointer)
+func importGet(apiVersionPtr, apiVersionLen, kindPtr, kindLen uint32, hasNamespace bool, namespacePtr, namespaceLen, namePtr, nameLen uint32, ret *abiGetResult)
 
 //go:wasmimport operon:reconciler/cluster@0.1.0 list
 //go:noescape
-func importList(avPtr, avLen, kindPtr, kindLen, nsTag, nsPtr, nsLen, selTag, selPtr, selLen uint32, ret unsafe.Pointer)
+func importList(apiVersionPtr, apiVersionLen, kindPtr, kindLen uint32, hasNamespace bool, namespacePtr, namespaceLen uint32, hasSelector bool, selectorPtr, selectorLen uint32, ret *abiListResult)
 
 //go:wasmimport operon:reconciler/log@0.1.0 log
 //go:noescape
-func importLog(level, msgPtr, msgLen uint32)
+func importLog(level, messagePtr, messageLen uint32)
 
-// flat lowers a string argument: the bytes stay alive in the pinned copy.
-func flat(s string) (uint32, uint32) {
-	if len(s) == 0 {
-		return 1, 0
-	}
-	buf := alloc(uint32(len(s)), 1)
-	copy(unsafe.Slice((*byte)(buf), len(s)), s)
-	return addr(buf), uint32(len(s))
+// clusterErrorKinds are the SDK's ClusterError kinds of the WIT cases.
+var clusterErrorKinds = [...]string{
+	clusterForbidden:   "forbidden",
+	clusterUnknownKind: "unknown kind",
+	clusterInvalid:     "invalid",
 }
 
-func flatOpt(s string) (uint32, uint32, uint32) {
-	if s == "" {
-		return 0, 0, 0
-	}
-	p, n := flat(s)
-	return 1, p, n
-}
-
-var clusterErrorKinds = [...]string{"forbidden", "unknown kind", "invalid"}
-
-// clusterError reads a cluster-error variant at p (tag, string @4).
-func clusterError(p unsafe.Pointer) error {
-	tag := u8(p, 0)
+func liftClusterError(e *abiClusterError) error {
 	kind := "cluster error"
-	if int(tag) < len(clusterErrorKinds) {
-		kind = clusterErrorKinds[tag]
+	if int(e.Tag) < len(clusterErrorKinds) {
+		kind = clusterErrorKinds[e.Tag]
 	}
-	return &ClusterError{Kind: kind, Message: readString(u32(p, 4), u32(p, 8))}
+	return &ClusterError{Kind: kind, Message: e.Val.lift()}
 }
 
 func clusterGet(apiVersion, kind, namespace, name string) (string, bool, error) {
-	avP, avN := flat(apiVersion)
-	kP, kN := flat(kind)
-	nsT, nsP, nsN := flatOpt(namespace)
-	nP, nN := flat(name)
-	ret := alloc(16, 4)
-	importGet(avP, avN, kP, kN, nsT, nsP, nsN, nP, nN, ret)
-	// result<option<string>, cluster-error>: tag @0, payload @4.
-	if u8(ret, 0) != 0 {
-		return "", false, clusterError(unsafe.Add(ret, 4))
+	av, k, n := lowerString(apiVersion), lowerString(kind), lowerString(name)
+	ns := lowerOptString(namespace, namespace != "")
+	ret := allocT[abiGetResult]()
+	importGet(av.Ptr, av.Len, k.Ptr, k.Len, ns.Some, ns.Val.Ptr, ns.Val.Len, n.Ptr, n.Len, ret)
+	if ret.IsErr {
+		return "", false, liftClusterError(ret.err())
 	}
-	if u8(ret, 4) == 0 {
-		return "", false, nil
+	if found := ret.ok(); found.Some {
+		return found.Val.lift(), true, nil
 	}
-	return readString(u32(ret, 8), u32(ret, 12)), true, nil
+	return "", false, nil
 }
 
 func clusterList(apiVersion, kind, namespace, selector string) ([]string, error) {
-	avP, avN := flat(apiVersion)
-	kP, kN := flat(kind)
-	nsT, nsP, nsN := flatOpt(namespace)
-	sT, sP, sN := flatOpt(selector)
-	ret := alloc(16, 4)
-	importList(avP, avN, kP, kN, nsT, nsP, nsN, sT, sP, sN, ret)
-	// result<list<string>, cluster-error>: tag @0, payload @4.
-	if u8(ret, 0) != 0 {
-		return nil, clusterError(unsafe.Add(ret, 4))
+	av, k := lowerString(apiVersion), lowerString(kind)
+	ns := lowerOptString(namespace, namespace != "")
+	sel := lowerOptString(selector, selector != "")
+	ret := allocT[abiListResult]()
+	importList(av.Ptr, av.Len, k.Ptr, k.Len, ns.Some, ns.Val.Ptr, ns.Val.Len, sel.Some, sel.Val.Ptr, sel.Val.Len, ret)
+	if ret.IsErr {
+		return nil, liftClusterError(ret.err())
 	}
-	ptr, n := u32(ret, 4), u32(ret, 8)
-	out := make([]string, n)
-	for i := uint32(0); i < n; i++ {
-		e := at(ptr + 8*i)
-		out[i] = readString(u32(e, 0), u32(e, 4))
+	texts := ret.ok().elems()
+	out := make([]string, len(texts))
+	for i, s := range texts {
+		out[i] = s.lift()
 	}
 	return out, nil
 }
 
 func hostLog(level LogLevel, message string) {
-	p, n := flat(message)
-	importLog(uint32(level), p, n)
+	m := lowerString(message)
+	importLog(uint32(level), m.Ptr, m.Len)
 }

@@ -10,10 +10,13 @@
 // The package carries the canonical-ABI glue for mainline Go (≥ 1.24,
 // GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared): the world's exports are
 // `//go:wasmexport` functions and its imports `//go:wasmimport` ones, written
-// by hand against the contract (abi_wasip1.go), so no generator and no
-// third-party module is needed. The helpers — request decoding, child
-// objects, conditions, RFC 3339 time, errors — are plain Go and are tested
-// natively with `go test`.
+// by hand against the contract (abi_wasip1.go) on Go structs that mirror the
+// WIT types in linear memory (abi_layout.go, which says why this is not
+// generated), so no generator and no third-party module is needed. A test
+// holds those structs and signatures to the WIT's canonical ABI
+// (abi_layout_test.go). The helpers — request decoding, child objects,
+// conditions, RFC 3339 time, errors — are plain Go and are tested natively
+// with `go test`.
 //
 // The core module this builds is turned into a component with
 // `wasm-tools component embed` (the WIT) and `wasm-tools component new

@@ -1,7 +1,9 @@
 //! Go: `examples/go-memcached` on the SDK in `sdk/go`, built with mainline Go
 //! (≥ 1.24, `GOOS=wasip1 GOARCH=wasm -buildmode=c-shared`: a wasip1 reactor
 //! whose `//go:wasmexport` / `//go:wasmimport` functions are the canonical-ABI
-//! glue, written by hand in `sdk/go/abi_wasip1.go`), then made a component:
+//! glue, written by hand in `sdk/go/abi_wasip1.go` and checked against the WIT
+//! by the SDK's tests with the layout [`super::go_abi`] writes), then made a
+//! component:
 //! `wasm-tools component embed` (the WIT, world `reconciler`) and
 //! `wasm-tools component new --adapt wasi_snapshot_preview1=<reactor adapter>`.
 //!
@@ -35,6 +37,8 @@ pub fn build(root: &Path, out_dir: &Path) -> Result<PathBuf> {
     // The CRD is embedded with go:embed, which reads only inside the module:
     // keep the copy equal to the Rust example's, the one source.
     write_if_changed(&example.join("crd.json"), &(memcached_crd(root)? + "\n"))?;
+    // What the SDK's layout test compares its ABI structs with.
+    super::go_abi::write_layout(root)?;
     let sources = [example.clone(), root.join("sdk/go"), root.join("wit")];
     if up_to_date(&out, &sources)? {
         eprintln!("xtask: go: {} is up to date", out.display());

@@ -4,6 +4,7 @@
 pub mod c;
 mod common;
 pub mod go;
+mod go_abi;
 pub mod js;
 pub mod postgres;
 pub mod python;

@@ -35,6 +35,53 @@ pub enum State {
     Failed,
 }
 
+/// The calendar periods `keepDaily` and `keepWeekly` count, in the
+/// schedule's zone.
+#[derive(Debug, Clone, Copy)]
+enum Period {
+    Day,
+    /// ISO weeks, Monday first.
+    Week,
+}
+
+impl Period {
+    /// The period `t` falls in: its local date, or its ISO week.
+    fn of(self, t: i64, zone: &TimeZone) -> (i16, i8, i8) {
+        let date = Timestamp::from_second(t)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+            .to_zoned(zone.clone())
+            .date();
+        match self {
+            Period::Day => (date.year(), date.month(), date.day()),
+            Period::Week => {
+                let week = date.iso_week_date();
+                (week.year(), week.week(), 0)
+            }
+        }
+    }
+}
+
+/// The newest backup of each of the last `n` periods that have one
+/// (`alive` is newest first).
+fn newest_per_period(
+    alive: &[&Candidate],
+    n: usize,
+    period: Period,
+    zone: &TimeZone,
+) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut newest = Vec::new();
+    for b in alive {
+        if seen.len() == n {
+            break;
+        }
+        if seen.insert(period.of(b.time, zone)) {
+            newest.push(b.name.clone());
+        }
+    }
+    newest
+}
+
 /// The names to keep, given the retention, now, the schedule's zone (days
 /// and weeks are the zone's, daylight saving and all) and `max_age` in
 /// seconds.
@@ -83,41 +130,11 @@ pub fn keep(
             .take(count(retention.keep_last))
             .map(|b| b.name.clone()),
     );
-    // The local date of a time, and its ISO week (Monday first).
-    let date = |t: i64| {
-        Timestamp::from_second(t)
-            .unwrap_or(Timestamp::UNIX_EPOCH)
-            .to_zoned(zone.clone())
-            .date()
-    };
-    let day = |t: i64| {
-        let d = date(t);
-        (
-            i32::from(d.year()),
-            i32::from(d.month()),
-            i32::from(d.day()),
-        )
-    };
-    let week = |t: i64| {
-        let w = date(t).iso_week_date();
-        (i32::from(w.year()), i32::from(w.week()), 0)
-    };
-    for (n, bucket) in [
-        (
-            count(retention.keep_daily),
-            &day as &dyn Fn(i64) -> (i32, i32, i32),
-        ),
-        (count(retention.keep_weekly), &week),
+    for (n, period) in [
+        (count(retention.keep_daily), Period::Day),
+        (count(retention.keep_weekly), Period::Week),
     ] {
-        let mut seen = BTreeSet::new();
-        for b in &alive {
-            if seen.len() == n {
-                break;
-            }
-            if seen.insert(bucket(b.time)) {
-                kept.insert(b.name.clone()); // the newest of its bucket
-            }
-        }
+        kept.extend(newest_per_period(&alive, n, period, zone));
     }
     kept
 }

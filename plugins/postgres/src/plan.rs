@@ -171,17 +171,11 @@ pub fn reconcile_at(req: &Request, now: i64) -> Result<Response, Error> {
 fn with_mode(req: &Request, mode: Mode, mut resp: Response, mut status: ClusterStatus) -> Response {
     match mode {
         Mode::Normal => {}
-        Mode::Paused => {
-            status.phase = "Paused".into();
-            set_cond(
-                &mut status.conditions,
-                req,
-                "Progressing",
-                false,
-                "Paused",
-                "spec.paused is set: the last applied spec is kept",
-            );
-        }
+        Mode::Paused => pause(
+            &mut status,
+            req,
+            "spec.paused is set: the last applied spec is kept",
+        ),
         Mode::Invalid(invalid) => {
             status.phase = "Invalid".into();
             set_cond(
@@ -201,17 +195,22 @@ fn with_mode(req: &Request, mode: Mode, mut resp: Response, mut status: ClusterS
 /// A cluster paused before anything was made: it makes nothing.
 fn paused_response(req: &Request, prev: &ClusterStatus) -> Response {
     let mut status = prev.clone();
-    status.phase = "Paused".into();
     status.conditions = req.conditions();
+    pause(&mut status, req, "spec.paused is set: nothing is made");
+    Response::new().status(status)
+}
+
+/// Marks `status` paused, `Progressing=False` saying what holds meanwhile.
+fn pause(status: &mut ClusterStatus, req: &Request, meanwhile: &str) {
+    status.phase = "Paused".into();
     set_cond(
         &mut status.conditions,
         req,
         "Progressing",
         false,
         "Paused",
-        "spec.paused is set: nothing is made",
+        meanwhile,
     );
-    Response::new().status(status)
 }
 
 /// A fresh cluster with an invalid spec: no children at all, and why.

@@ -15,6 +15,12 @@
 //! Plugins keep times as whole seconds since the epoch (`i64`), which is
 //! what they compare and add; [`format_rfc3339`] and [`parse_rfc3339`] are
 //! the two ends of that.
+//!
+//! The cost, measured: jiff's parser adds about 160 KB to a component
+//! (operon_scaling.wasm 402 → 561 KB; printing alone is 4 KB), whatever
+//! entry point is used (`Timestamp::from_str` or `fmt::temporal::Pieces`).
+//! That buys one parser, shared with k8s-openapi and maintained upstream,
+//! instead of a calendar of our own.
 
 use std::time::SystemTime;
 

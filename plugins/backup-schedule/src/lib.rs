@@ -9,8 +9,6 @@
 
 #[path = "../../backup/src/api.rs"]
 pub mod api;
-#[path = "../../backup/src/clock.rs"]
-pub mod clock;
 #[path = "../../backup/src/cron.rs"]
 pub mod cron;
 #[path = "../../backup/src/duration.rs"]

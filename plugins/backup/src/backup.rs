@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use operon_sdk::conditions::{Condition, set_condition};
+use operon_sdk::job::{JobState, keep_template};
 use operon_sdk::time::{format_rfc3339, parse_rfc3339};
 use operon_sdk::{Context, Error, Event, ObjectRef, Patch, Request, Response};
 use serde_json::{Value, json};
@@ -23,161 +24,164 @@ use crate::validate::{self, MAX_NAME_LEN};
 /// How often a backup waiting for its cluster looks again.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// What an observed Job says.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobState {
-    Absent,
-    Running,
-    Succeeded,
-    /// With the reason and message of the Job's `Failed` condition.
-    Failed(String),
-}
-
-pub fn job_state(job: Option<&Value>) -> JobState {
-    let Some(job) = job else {
-        return JobState::Absent;
-    };
-    let failed = job["status"]["conditions"].as_array().and_then(|cs| {
-        cs.iter()
-            .find(|c| c["type"] == "Failed" && c["status"] == "True")
-    });
-    if job["status"]["succeeded"].as_i64().unwrap_or(0) >= 1 {
-        JobState::Succeeded
-    } else if let Some(c) = failed {
-        let reason = c["reason"].as_str().unwrap_or("Failed");
-        let message = c["message"].as_str().unwrap_or_default();
-        JobState::Failed(if message.is_empty() {
-            reason.to_string()
-        } else {
-            format!("{reason}: {message}")
-        })
-    } else {
-        JobState::Running
-    }
-}
-
 fn cond(req: &Request, now: i64, type_: &str, ok: bool, reason: &str, message: &str) -> Condition {
-    let mut c =
-        Condition::new(type_, ok, reason, message).with_observed_generation(req.generation());
-    c.last_transition_time = format_rfc3339(now);
-    c
+    Condition::new(type_, ok, reason, message)
+        .with_observed_generation(req.generation())
+        .at(now)
 }
 
-/// The whole reconcile at `now` (seconds since the epoch).
+/// The whole reconcile at `now` (seconds since the epoch), in stages: the
+/// spec decoded and checked (or the cleanup before deletion), the Job by
+/// the backup's phase, the ttl, and the restore source for clusters.
 pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, Error> {
-    let name = req.name();
-    let namespace = req.namespace();
-    let prev: BackupStatus = req
-        .status_json()
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or_default();
+    let prev: BackupStatus = req.status_or_default();
+    let terminal = prev.phase == COMPLETED || prev.phase == FAILED;
     let spec: BackupSpec = match req.spec() {
         Ok(spec) => spec,
+        Err(_) if req.is_finalizing() => return Ok(Response::new().finalized()),
         // Admission normally refuses what does not decode; a backup not
         // yet run says why in status, one already run keeps everything.
-        Err(e) if prev.phase != COMPLETED && prev.phase != FAILED && !req.is_finalizing() => {
-            let message = e.to_string();
-            let mut status = BackupStatus {
-                conditions: req.conditions(),
-                ..prev
-            };
-            status.phase = INVALID.into();
-            set_condition(
-                &mut status.conditions,
-                cond(req, now, "Ready", false, "InvalidSpec", &message),
-            );
-            return Ok(Response::new()
-                .status(status)
-                .event(Event::warning("InvalidSpec", message)));
-        }
-        Err(e) if req.is_finalizing() => {
-            let _ = e;
-            return Ok(Response::new().finalized());
-        }
+        Err(e) if !terminal => return Ok(refused(req, prev, now, e.to_string())),
         Err(e) => return Err(e),
     };
     let b = Backup {
-        name,
-        namespace,
+        name: req.name(),
+        namespace: req.namespace(),
         spec: &spec,
     };
     if req.is_finalizing() {
         return Ok(finalize(req, &b, prev, now));
     }
+    if !terminal && let Some(message) = refusal(req.name(), &spec) {
+        return Ok(refused(req, prev, now, message));
+    }
+    let mut run = Run::new(ctx, req, now, &b, prev);
+    run.job(terminal)?;
+    run.expiry();
+    run.finish()
+}
 
+/// Why a backup not yet run is refused: a name too long for its Jobs'
+/// names, or its spec.
+fn refusal(name: &str, spec: &BackupSpec) -> Option<String> {
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "metadata.name {name:?} is {} characters long; at most {MAX_NAME_LEN} leave room for the Job names",
+            name.len()
+        ));
+    }
+    validate::backup("spec", spec).err()
+}
+
+/// A refused backup makes nothing and says why.
+fn refused(req: &Request, prev: BackupStatus, now: i64, message: String) -> Response {
     let mut status = BackupStatus {
         conditions: req.conditions(),
-        ..prev.clone()
+        ..prev
     };
-    let mut resp = Response::new();
-    let ready = |status: &mut BackupStatus, ok: bool, reason: &str, message: &str| {
+    status.phase = INVALID.into();
+    set_condition(
+        &mut status.conditions,
+        cond(req, now, "Ready", false, "InvalidSpec", &message),
+    );
+    Response::new()
+        .status(status)
+        .event(Event::warning("InvalidSpec", message))
+}
+
+/// One reconcile of a valid backup as it goes.
+struct Run<'a> {
+    ctx: &'a Context,
+    req: &'a Request,
+    now: i64,
+    b: &'a Backup<'a>,
+    prev: BackupStatus,
+    status: BackupStatus,
+    resp: Response,
+    children: Vec<Value>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        ctx: &'a Context,
+        req: &'a Request,
+        now: i64,
+        b: &'a Backup<'a>,
+        prev: BackupStatus,
+    ) -> Self {
+        Run {
+            ctx,
+            req,
+            now,
+            b,
+            status: BackupStatus {
+                conditions: req.conditions(),
+                ..prev.clone()
+            },
+            prev,
+            resp: Response::new(),
+            children: Vec::new(),
+        }
+    }
+
+    fn ready(&mut self, ok: bool, reason: &str, message: &str) {
         set_condition(
-            &mut status.conditions,
-            cond(req, now, "Ready", ok, reason, message),
+            &mut self.status.conditions,
+            cond(self.req, self.now, "Ready", ok, reason, message),
         );
-    };
-    let terminal = prev.phase == COMPLETED || prev.phase == FAILED;
-    let job_name = b.job_name();
-    let observed_job = req.find_observed("batch/v1", "Job", &job_name);
+    }
 
-    if !terminal {
-        let invalid = if name.len() > MAX_NAME_LEN {
-            Some(format!(
-                "metadata.name {name:?} is {} characters long; at most {MAX_NAME_LEN} leave room for the Job names",
-                name.len()
-            ))
+    fn event(&mut self, event: Event) {
+        self.resp = std::mem::take(&mut self.resp).event(event);
+    }
+
+    /// The claim, and the Job by the backup's phase: kept as it is once
+    /// done, started once the cluster allows it, followed while it runs.
+    fn job(&mut self, terminal: bool) -> Result<(), Error> {
+        let b = self.b;
+        if let Some(pvc) = b.claim() {
+            self.children.push(pvc);
+        }
+        let job = self.req.find_observed("batch/v1", "Job", &b.job_name());
+        if terminal {
+            // Done: the Job stays as it is for its logs, never made again.
+            if let Some(job) = job {
+                self.children
+                    .push(keep_template(Some(job), b.backup_job("")));
+            }
+            Ok(())
+        } else if job.is_none() && self.prev.job_name.is_none() {
+            self.start()
         } else {
-            validate::backup("spec", &spec).err()
-        };
-        if let Some(message) = invalid {
-            status.phase = INVALID.into();
-            ready(&mut status, false, "InvalidSpec", &message);
-            return Ok(resp
-                .status(status)
-                .event(Event::warning("InvalidSpec", message)));
+            self.follow(job)
         }
     }
 
-    let mut children = Vec::new();
-    if let Some(pvc) = b.claim() {
-        children.push(pvc);
-    }
-    let state = job_state(observed_job);
-    if terminal {
-        // Done: the Job stays as it is for its logs, never made again.
-        if let Some(job) = observed_job {
-            children.push(keep_template(job, b.backup_job("")));
-        }
-    } else if state == JobState::Absent && prev.job_name.is_none() {
-        match cluster_state(ctx, &b)? {
+    /// Not started yet: the Job once the cluster is Ready (with its
+    /// image), else `Pending` and a look again in a while.
+    fn start(&mut self) -> Result<(), Error> {
+        let (b, spec) = (self.b, self.b.spec);
+        match cluster_state(self.ctx, b)? {
             ClusterState::Wait(reason, message) => {
-                status.phase = PENDING.into();
-                ready(&mut status, false, reason, &message);
-                let patches = restore_patches(ctx, req, &status)?;
-                return Ok(with_patches(
-                    resp.children(children).status(status).requeue_after(WAIT),
-                    patches,
-                ));
+                self.status.phase = PENDING.into();
+                self.ready(false, reason, &message);
+                self.resp = std::mem::take(&mut self.resp).requeue_after(WAIT);
             }
             ClusterState::Ready { image, version } => {
-                children.push(b.backup_job(&image));
-                status.phase = RUNNING.into();
-                status.job_name = Some(job_name.clone());
-                status.method = Some(spec.method);
-                status.start_time = Some(format_rfc3339(now));
-                status.postgres_version = Some(version);
-                status.artifact = Some(Artifact {
+                let job_name = b.job_name();
+                self.children.push(b.backup_job(&image));
+                self.status.phase = RUNNING.into();
+                self.status.job_name = Some(job_name.clone());
+                self.status.method = Some(spec.method);
+                self.status.start_time = Some(format_rfc3339(self.now));
+                self.status.postgres_version = Some(version);
+                self.status.artifact = Some(Artifact {
                     claim_name: b.claim_name(),
                     path: b.artifact_path(),
                     size_bytes: None,
                 });
-                ready(
-                    &mut status,
-                    false,
-                    "Running",
-                    &format!("Job {job_name} started"),
-                );
-                resp = resp.event(Event::normal(
+                self.ready(false, "Running", &format!("Job {job_name} started"));
+                self.event(Event::normal(
                     "Started",
                     format!(
                         "{} of PostgresCluster {} into {}:{}",
@@ -189,102 +193,115 @@ pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, 
                 ));
             }
         }
-    } else {
-        // Started: the Job as made (its template is immutable). One not
-        // in the cache (not seen yet, or deleted) is asked for again as it
-        // was made, which applies as a no-op if it exists.
-        match observed_job {
-            Some(job) => children.push(keep_template(job, b.backup_job(""))),
+        Ok(())
+    }
+
+    /// Started: the Job as made (its template is immutable). One not in
+    /// the cache (not seen yet, or deleted) is asked for again as it was
+    /// made, which applies as a no-op if it exists. Its outcome decides
+    /// the phase.
+    fn follow(&mut self, job: Option<&Value>) -> Result<(), Error> {
+        let b = self.b;
+        match job {
+            Some(job) => self
+                .children
+                .push(keep_template(Some(job), b.backup_job(""))),
             None => {
-                if let ClusterState::Ready { image, .. } = cluster_state(ctx, &b)? {
-                    children.push(b.backup_job(&image));
+                if let ClusterState::Ready { image, .. } = cluster_state(self.ctx, b)? {
+                    self.children.push(b.backup_job(&image));
                 }
             }
         }
-        if let Some(started) = observed_job.and_then(|j| j["status"]["startTime"].as_str()) {
-            status.start_time = Some(started.to_string());
+        if let Some(started) = job.and_then(|j| j["status"]["startTime"].as_str()) {
+            self.status.start_time = Some(started.to_string());
         }
-        match state {
-            JobState::Succeeded => {
-                let done = observed_job
-                    .and_then(|j| j["status"]["completionTime"].as_str())
-                    .and_then(parse_rfc3339)
-                    .unwrap_or(now);
-                status.phase = COMPLETED.into();
-                status.completion_time = Some(format_rfc3339(done));
-                status.expires_at = spec
-                    .ttl
-                    .as_deref()
-                    .and_then(parse_duration)
-                    .map(|ttl| format_rfc3339(done + ttl));
-                let size = artifact_size(ctx, namespace, &job_name)?;
-                if let Some(a) = status.artifact.as_mut() {
-                    a.size_bytes = size;
-                }
-                let where_ = status
-                    .artifact
-                    .as_ref()
-                    .map(|a| format!("{}:{}", a.claim_name, a.path))
-                    .unwrap_or_default();
-                let msg = match size {
-                    Some(s) => format!("Job {job_name} succeeded: {s} bytes in {where_}"),
-                    None => format!("Job {job_name} succeeded: {where_}"),
-                };
-                ready(&mut status, true, "Completed", &msg);
-                resp = resp.event(Event::normal("Completed", msg));
-            }
+        let job_name = b.job_name();
+        match JobState::of(job) {
+            JobState::Succeeded => self.completed(job)?,
             JobState::Failed(why) => {
-                status.phase = FAILED.into();
-                status.completion_time = Some(format_rfc3339(now));
+                self.status.phase = FAILED.into();
+                self.status.completion_time = Some(format_rfc3339(self.now));
                 let msg = format!("Job {job_name} failed: {why}");
-                ready(&mut status, false, "JobFailed", &msg);
-                resp = resp.event(Event::warning("BackupFailed", msg));
+                self.ready(false, "JobFailed", &msg);
+                self.event(Event::warning("BackupFailed", msg));
             }
             JobState::Running | JobState::Absent => {
-                status.phase = RUNNING.into();
-                ready(
-                    &mut status,
-                    false,
-                    "Running",
-                    &format!("Job {job_name} is running"),
-                );
+                self.status.phase = RUNNING.into();
+                self.ready(false, "Running", &format!("Job {job_name} is running"));
             }
         }
+        Ok(())
     }
 
-    if status.phase == COMPLETED
-        && let Some(at) = status.expires_at.as_deref().and_then(parse_rfc3339)
-    {
-        let expired = now >= at;
+    /// The Job succeeded: `Completed` at its completion time, the ttl's
+    /// end, and the artifact's size as the Job's Pod reported it.
+    fn completed(&mut self, job: Option<&Value>) -> Result<(), Error> {
+        let job_name = self.b.job_name();
+        let done = job
+            .and_then(|j| j["status"]["completionTime"].as_str())
+            .and_then(parse_rfc3339)
+            .unwrap_or(self.now);
+        self.status.phase = COMPLETED.into();
+        self.status.completion_time = Some(format_rfc3339(done));
+        self.status.expires_at = self
+            .b
+            .spec
+            .ttl
+            .as_deref()
+            .and_then(parse_duration)
+            .map(|ttl| format_rfc3339(done + ttl));
+        let size = artifact_size(self.ctx, self.b.namespace, &job_name)?;
+        if let Some(a) = self.status.artifact.as_mut() {
+            a.size_bytes = size;
+        }
+        let where_ = self
+            .status
+            .artifact
+            .as_ref()
+            .map(|a| format!("{}:{}", a.claim_name, a.path))
+            .unwrap_or_default();
+        let msg = match size {
+            Some(s) => format!("Job {job_name} succeeded: {s} bytes in {where_}"),
+            None => format!("Job {job_name} succeeded: {where_}"),
+        };
+        self.ready(true, "Completed", &msg);
+        self.event(Event::normal("Completed", msg));
+        Ok(())
+    }
+
+    /// `Expired` for a completed backup with a ttl, and the wake-up at its
+    /// end.
+    fn expiry(&mut self) {
+        let Some(at) = self.status.expires_at.as_deref().and_then(parse_rfc3339) else {
+            return;
+        };
+        if self.status.phase != COMPLETED {
+            return;
+        }
+        let expired = self.now >= at;
+        let message = format!(
+            "ttl {} ends at {}",
+            self.b.spec.ttl.clone().unwrap_or_default(),
+            format_rfc3339(at)
+        );
+        let reason = if expired { "TtlElapsed" } else { "WithinTtl" };
         set_condition(
-            &mut status.conditions,
-            cond(
-                req,
-                now,
-                "Expired",
-                expired,
-                if expired { "TtlElapsed" } else { "WithinTtl" },
-                &format!(
-                    "ttl {} ends at {}",
-                    spec.ttl.clone().unwrap_or_default(),
-                    format_rfc3339(at)
-                ),
-            ),
+            &mut self.status.conditions,
+            cond(self.req, self.now, "Expired", expired, reason, &message),
         );
         if !expired {
-            let wait = u64::try_from(at - now).unwrap_or(1).max(1);
-            resp = resp.requeue_after(Duration::from_secs(wait));
+            let wait = u64::try_from(at - self.now).unwrap_or(1).max(1);
+            self.resp = std::mem::take(&mut self.resp).requeue_after(Duration::from_secs(wait));
         }
     }
-    let patches = restore_patches(ctx, req, &status)?;
-    Ok(with_patches(
-        resp.children(children).status(status),
-        patches,
-    ))
-}
 
-fn with_patches(resp: Response, patches: Vec<Patch>) -> Response {
-    patches.into_iter().fold(resp, Response::patch)
+    /// The response, with the restore source for the clusters that
+    /// bootstrap from this backup.
+    fn finish(self) -> Result<Response, Error> {
+        let patches = restore_patches(self.ctx, self.req, &self.status)?;
+        let resp = self.resp.children(self.children).status(self.status);
+        Ok(patches.into_iter().fold(resp, Response::patch))
+    }
 }
 
 /// Before deletion: with `deletionPolicy: Delete` and an artifact on a
@@ -304,11 +321,8 @@ fn finalize(req: &Request, b: &Backup, prev: BackupStatus, now: i64) -> Response
     };
     let job_name = b.cleanup_job_name();
     let observed = req.find_observed("batch/v1", "Job", &job_name);
-    let job = match observed {
-        Some(j) => keep_template(j, b.cleanup_job(&artifact.path)),
-        None => b.cleanup_job(&artifact.path),
-    };
-    let (ok, reason, message) = match job_state(observed) {
+    let job = keep_template(observed, b.cleanup_job(&artifact.path));
+    let (ok, reason, message) = match JobState::of(observed) {
         JobState::Succeeded => {
             return Response::new().finalized().event(Event::normal(
                 "ArtifactDeleted",
@@ -417,26 +431,6 @@ fn artifact_size(ctx: &Context, namespace: Option<&str>, job: &str) -> Result<Op
                     .find_map(|l| l.trim().strip_prefix("size=")?.parse().ok())
             })
     }))
-}
-
-/// An observed Job keeps its Pod template (immutable); the Job
-/// controller's own labels are left out (they name the Job's uid).
-fn keep_template(observed: &Value, mut desired: Value) -> Value {
-    let mut template = observed["spec"]["template"].clone();
-    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
-        for l in [
-            "controller-uid",
-            "job-name",
-            "batch.kubernetes.io/controller-uid",
-            "batch.kubernetes.io/job-name",
-        ] {
-            labels.remove(l);
-        }
-    }
-    if template.is_object() {
-        desired["spec"]["template"] = template;
-    }
-    desired
 }
 
 /// The restore source for every cluster in the namespace that names this

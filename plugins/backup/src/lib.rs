@@ -13,7 +13,6 @@
 pub mod api;
 pub mod backup;
 pub mod children;
-pub mod clock;
 pub mod cron;
 pub mod duration;
 pub mod retention;
@@ -60,7 +59,7 @@ impl Reconciler for BackupReconciler {
     }
 
     fn reconcile(ctx: &Context, req: Request) -> Result<Response, Error> {
-        backup::reconcile_at(ctx, &req, clock::now_secs())
+        backup::reconcile_at(ctx, &req, operon_sdk::time::now_secs())
     }
 }
 

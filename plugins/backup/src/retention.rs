@@ -11,6 +11,9 @@
 
 use std::collections::BTreeSet;
 
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
 use crate::spec::Retention;
 
 /// What retention needs to know of one backup.
@@ -32,14 +35,62 @@ pub enum State {
     Failed,
 }
 
-/// The names to keep, given the retention, now, the schedule's zone
-/// offset (days and weeks are the zone's) and `max_age` in seconds.
+/// The calendar periods `keepDaily` and `keepWeekly` count, in the
+/// schedule's zone.
+#[derive(Debug, Clone, Copy)]
+enum Period {
+    Day,
+    /// ISO weeks, Monday first.
+    Week,
+}
+
+impl Period {
+    /// The period `t` falls in: its local date, or its ISO week.
+    fn of(self, t: i64, zone: &TimeZone) -> (i16, i8, i8) {
+        let date = Timestamp::from_second(t)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+            .to_zoned(zone.clone())
+            .date();
+        match self {
+            Period::Day => (date.year(), date.month(), date.day()),
+            Period::Week => {
+                let week = date.iso_week_date();
+                (week.year(), week.week(), 0)
+            }
+        }
+    }
+}
+
+/// The newest backup of each of the last `n` periods that have one
+/// (`alive` is newest first).
+fn newest_per_period(
+    alive: &[&Candidate],
+    n: usize,
+    period: Period,
+    zone: &TimeZone,
+) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut newest = Vec::new();
+    for b in alive {
+        if seen.len() == n {
+            break;
+        }
+        if seen.insert(period.of(b.time, zone)) {
+            newest.push(b.name.clone());
+        }
+    }
+    newest
+}
+
+/// The names to keep, given the retention, now, the schedule's zone (days
+/// and weeks are the zone's, daylight saving and all) and `max_age` in
+/// seconds.
 pub fn keep(
     backups: &[Candidate],
     retention: &Retention,
     max_age: Option<i64>,
     now: i64,
-    offset: i64,
+    zone: &TimeZone,
 ) -> BTreeSet<String> {
     let mut kept = BTreeSet::new();
     let mut completed: Vec<&Candidate> = backups
@@ -79,22 +130,11 @@ pub fn keep(
             .take(count(retention.keep_last))
             .map(|b| b.name.clone()),
     );
-    let day = |t: i64| (t + offset).div_euclid(86_400);
-    // Days since the epoch → the Monday starting its ISO week (1970-01-01 was a Thursday).
-    let week = |t: i64| (day(t) + 3).div_euclid(7);
-    for (n, bucket) in [
-        (count(retention.keep_daily), &day as &dyn Fn(i64) -> i64),
-        (count(retention.keep_weekly), &week),
+    for (n, period) in [
+        (count(retention.keep_daily), Period::Day),
+        (count(retention.keep_weekly), Period::Week),
     ] {
-        let mut seen = BTreeSet::new();
-        for b in &alive {
-            if seen.len() == n {
-                break;
-            }
-            if seen.insert(bucket(b.time)) {
-                kept.insert(b.name.clone()); // the newest of its bucket
-            }
-        }
+        kept.extend(newest_per_period(&alive, n, period, zone));
     }
     kept
 }
@@ -102,6 +142,11 @@ pub fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::tz::Offset;
+
+    fn east(seconds: i32) -> TimeZone {
+        TimeZone::fixed(Offset::from_seconds(seconds).unwrap())
+    }
 
     const DAY: i64 = 86_400;
     // 2026-01-05, a Monday, 00:00 UTC.
@@ -132,16 +177,28 @@ mod tests {
     #[test]
     fn keep_last_takes_the_newest() {
         let b = [done("a", 1), done("b", 2), done("c", 3)];
-        let kept = keep(&b, &retention(Some(2), None, None), None, 10, 0);
+        let kept = keep(
+            &b,
+            &retention(Some(2), None, None),
+            None,
+            10,
+            &TimeZone::UTC,
+        );
         assert_eq!(names(kept), ["b", "c"]);
     }
 
     #[test]
     fn no_rule_keeps_everything_younger_than_max_age() {
         let b = [done("old", MONDAY - 10 * DAY), done("new", MONDAY - DAY)];
-        let kept = keep(&b, &Retention::default(), Some(7 * DAY), MONDAY, 0);
+        let kept = keep(
+            &b,
+            &Retention::default(),
+            Some(7 * DAY),
+            MONDAY,
+            &TimeZone::UTC,
+        );
         assert_eq!(names(kept), ["new"]);
-        let kept = keep(&b, &Retention::default(), None, MONDAY, 0);
+        let kept = keep(&b, &Retention::default(), None, MONDAY, &TimeZone::UTC);
         assert_eq!(names(kept), ["new", "old"]);
     }
 
@@ -157,10 +214,22 @@ mod tests {
                 ));
             }
         }
-        let kept = keep(&b, &retention(None, Some(3), None), None, MONDAY + DAY, 0);
+        let kept = keep(
+            &b,
+            &retention(None, Some(3), None),
+            None,
+            MONDAY + DAY,
+            &TimeZone::UTC,
+        );
         assert_eq!(names(kept), ["d00h12", "d01h12", "d02h12"]);
         // Weeks start on Monday: d00 is this week, d01..d07 the last, d08..d14 the one before.
-        let kept = keep(&b, &retention(None, None, Some(3)), None, MONDAY + DAY, 0);
+        let kept = keep(
+            &b,
+            &retention(None, None, Some(3)),
+            None,
+            MONDAY + DAY,
+            &TimeZone::UTC,
+        );
         assert_eq!(names(kept), ["d00h12", "d01h12", "d08h12"]);
         // The rules add up.
         let kept = keep(
@@ -168,15 +237,56 @@ mod tests {
             &retention(Some(1), Some(2), None),
             None,
             MONDAY + DAY,
-            0,
+            &TimeZone::UTC,
         );
         assert_eq!(names(kept), ["d00h12", "d01h12"]);
         // In a zone 2 h east, 23:00 UTC Sunday is already Monday.
         let late = [done("sun", MONDAY - 3600), done("sat", MONDAY - DAY - 3600)];
-        let utc = keep(&late, &retention(None, None, Some(1)), None, MONDAY, 0);
+        let utc = keep(
+            &late,
+            &retention(None, None, Some(1)),
+            None,
+            MONDAY,
+            &TimeZone::UTC,
+        );
         assert_eq!(names(utc), ["sun"]);
-        let east = keep(&late, &retention(None, None, Some(2)), None, MONDAY, 7200);
+        let east = keep(
+            &late,
+            &retention(None, None, Some(2)),
+            None,
+            MONDAY,
+            &east(7200),
+        );
         assert_eq!(names(east), ["sat", "sun"]);
+    }
+
+    #[test]
+    fn days_are_the_named_zones_on_either_side_of_a_change() {
+        let paris = crate::zone::parse_zone("Europe/Paris").unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap().as_second();
+        // 22:30 and 23:30 UTC on Saturday 2026-03-28 are 23:30 Saturday
+        // and 00:30 Sunday in Paris (CET); 22:30 UTC on the Sunday is
+        // 00:30 Monday (CEST since that night).
+        let b = [
+            done("sat", at("2026-03-28T22:30:00Z")),
+            done("sun", at("2026-03-28T23:30:00Z")),
+            done("mon", at("2026-03-29T22:30:00Z")),
+        ];
+        let daily = retention(None, Some(3), None);
+        let now = at("2026-03-30T12:00:00Z");
+        assert_eq!(
+            names(keep(&b, &daily, None, now, &paris)),
+            ["mon", "sat", "sun"]
+        );
+        assert_eq!(
+            names(keep(&b, &daily, None, now, &TimeZone::UTC)),
+            ["mon", "sun"],
+            "in UTC the first two share the 28th"
+        );
+        // Sunday closes its ISO week in Paris; in UTC all three are in it.
+        let weekly = retention(None, None, Some(2));
+        assert_eq!(names(keep(&b, &weekly, None, now, &paris)), ["mon", "sun"]);
+        assert_eq!(names(keep(&b, &weekly, None, now, &TimeZone::UTC)), ["mon"]);
     }
 
     #[test]
@@ -202,7 +312,13 @@ mod tests {
                 expired: false,
             },
         ];
-        let kept = keep(&b, &retention(Some(1), None, None), None, 30, 0);
+        let kept = keep(
+            &b,
+            &retention(Some(1), None, None),
+            None,
+            30,
+            &TimeZone::UTC,
+        );
         assert_eq!(names(kept), ["failed-new", "ok", "run"]);
     }
 
@@ -215,7 +331,7 @@ mod tests {
             &retention(Some(5), None, None),
             None,
             10,
-            0,
+            &TimeZone::UTC,
         );
         assert_eq!(names(kept), ["fresh"]);
     }

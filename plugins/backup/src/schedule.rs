@@ -11,15 +11,18 @@
 //! retention is leaving it out of the desired set, and its own finalizer
 //! then removes its artifact if its `deletionPolicy` says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use operon_sdk::conditions::{Condition, set_condition};
-use operon_sdk::time::{civil_from_days, format_rfc3339, parse_rfc3339};
-use operon_sdk::{Error, Event, Gvk, Reconciler, Registration, Request, Response};
+use operon_sdk::time::{format_rfc3339, parse_rfc3339};
+use operon_sdk::{Error, Event, Gvk, Reconciler, Registration, Request, Response, name_of};
 use serde_json::{Value, json};
 
 use crate::api::{BACKUP_KIND, GROUP, VERSION};
+use crate::cron::Cron;
 use crate::duration::parse_duration;
 use crate::retention::{self, Candidate, State};
 use crate::spec::phase::{COMPLETED, FAILED, INVALID};
@@ -51,22 +54,23 @@ impl Reconciler for ScheduleReconciler {
     }
 
     fn reconcile(_ctx: &operon_sdk::Context, req: Request) -> Result<Response, Error> {
-        reconcile_at(&req, crate::clock::now_secs())
+        reconcile_at(&req, operon_sdk::time::now_secs())
     }
 }
 
 fn cond(req: &Request, now: i64, ok: bool, reason: &str, message: &str) -> Condition {
-    let mut c =
-        Condition::new("Ready", ok, reason, message).with_observed_generation(req.generation());
-    c.last_transition_time = format_rfc3339(now);
-    c
+    Condition::new("Ready", ok, reason, message)
+        .with_observed_generation(req.generation())
+        .at(now)
 }
 
-/// `2026-01-01T00:05:00Z` → `202601010005`: the slot in a backup's name.
+/// `2026-01-01T00:05:00Z` → `202601010005`: the slot in a backup's name,
+/// in UTC whatever the schedule's zone, so names sort by time.
 fn slot_suffix(slot: i64) -> String {
-    let (y, m, d) = civil_from_days(slot.div_euclid(86_400));
-    let s = slot.rem_euclid(86_400);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}", s / 3600, s % 3600 / 60)
+    Timestamp::from_second(slot)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .strftime("%Y%m%d%H%M")
+        .to_string()
 }
 
 /// The spec of the backups: the template with the schedule's clusterRef.
@@ -83,8 +87,17 @@ fn template(spec: &ScheduleSpec) -> Result<(Value, BackupSpec), String> {
     Ok((tpl, parsed))
 }
 
-/// The spec's refusals, or the template, the cron and the zone offset.
-fn check(name: &str, spec: &ScheduleSpec) -> Result<(Value, crate::cron::Cron, i64), String> {
+/// A schedule's spec as checked, ready for use.
+struct Plan {
+    spec: ScheduleSpec,
+    /// The PostgresBackup spec of every backup made.
+    template: Value,
+    cron: Cron,
+    zone: TimeZone,
+}
+
+/// The spec's refusals, or the plan.
+fn check(name: &str, spec: ScheduleSpec) -> Result<Plan, String> {
     if spec.cluster_ref.name.is_empty() {
         return Err(
             "spec.clusterRef.name is missing: name the PostgresCluster to back up".to_string(),
@@ -96,185 +109,250 @@ fn check(name: &str, spec: &ScheduleSpec) -> Result<(Value, crate::cron::Cron, i
             name.len()
         ));
     }
-    let (tpl, parsed) = template(spec)?;
-    let (cron, offset) = validate::schedule(spec, &parsed)?;
-    Ok((tpl, cron, offset))
+    let (template, parsed) = template(&spec)?;
+    let (cron, zone) = validate::schedule(&spec, &parsed)?;
+    Ok(Plan {
+        spec,
+        template,
+        cron,
+        zone,
+    })
 }
 
-/// The whole reconcile at `now` (seconds since the epoch).
+/// The whole reconcile at `now` (seconds since the epoch), in stages: the
+/// spec checked, the backup the latest slot owes, retention, the status's
+/// summary, and the wake-up for the next slot.
 pub fn reconcile_at(req: &Request, now: i64) -> Result<Response, Error> {
-    let name = req.name();
-    let namespace = req.namespace();
-    let parsed: Result<ScheduleSpec, Error> = req.spec();
-    let prev: ScheduleStatus = req
-        .status_json()
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or_default();
-    let mut status = ScheduleStatus {
-        conditions: req.conditions(),
-        ..prev.clone()
-    };
-    let observed: Vec<&Value> = req
-        .observed()
-        .iter()
-        .filter(|o| o["kind"] == BACKUP_KIND)
-        .collect();
-
-    let checked = parsed
+    let mut run = Run::new(req, now);
+    let checked = req
+        .spec::<ScheduleSpec>()
         .map_err(|e| e.to_string())
-        .and_then(|spec| check(name, &spec).map(|(tpl, cron, offset)| (spec, tpl, cron, offset)));
-    let (spec, tpl, cron, offset) = match checked {
-        Ok(ok) => ok,
-        Err(message) => {
-            // Nothing new, nothing pruned: the backups made so far stay.
-            set_condition(
-                &mut status.conditions,
-                cond(req, now, false, "InvalidSpec", &message),
-            );
-            status.next_schedule_time = None;
-            return Ok(Response::new()
-                .children(observed.iter().map(|o| keep_backup(o)))
-                .status(status)
-                .event(Event::warning("InvalidSpec", message)));
-        }
+        .and_then(|spec| check(req.name(), spec));
+    let plan = match checked {
+        Ok(plan) => plan,
+        Err(message) => return Ok(run.refused(message)),
     };
-    let mut resp = Response::new();
-    let mut children: BTreeMap<String, Value> = observed
-        .iter()
-        .map(|o| (name_of(o).to_string(), keep_backup(o)))
-        .collect();
-    let mut candidates: Vec<Candidate> = observed.iter().map(|o| candidate(o, now)).collect();
+    if !plan.spec.suspend {
+        run.latest_slot(&plan);
+    }
+    let keep = run.retention(&plan);
+    run.summarize(&keep);
+    Ok(run.next_slot(&plan))
+}
 
-    let base = status
-        .last_schedule_time
-        .as_deref()
-        .or_else(|| req.parent_json()["metadata"]["creationTimestamp"].as_str())
-        .and_then(parse_rfc3339)
-        .unwrap_or(now);
-    let (ok, reason, mut message) = if spec.suspend {
-        (
-            true,
-            "Suspended",
-            "spec.suspend is set: no new backups".to_string(),
-        )
-    } else {
-        (true, "Scheduled", String::new())
-    };
-    if !spec.suspend
-        && let Some(slot) = cron.latest_in(base, now, offset)
-    {
-        let backup = format!("{name}-{}", slot_suffix(slot));
-        let active: Vec<&str> = candidates
+/// One reconcile of a schedule as it goes: what it observed, and what it
+/// makes and reports so far.
+struct Run<'a> {
+    req: &'a Request,
+    now: i64,
+    prev: ScheduleStatus,
+    status: ScheduleStatus,
+    resp: Response,
+    /// The observed backups, in the order observed.
+    observed: Vec<&'a Value>,
+    /// The backups to ask for, by name: the observed ones as they are,
+    /// and the new one of the slot.
+    children: BTreeMap<String, Value>,
+    /// What retention needs of every backup, observed or new.
+    candidates: Vec<Candidate>,
+}
+
+impl<'a> Run<'a> {
+    fn new(req: &'a Request, now: i64) -> Self {
+        let prev: ScheduleStatus = req.status_or_default();
+        let observed: Vec<&Value> = req
+            .observed()
+            .iter()
+            .filter(|o| o["kind"] == BACKUP_KIND)
+            .collect();
+        Run {
+            req,
+            now,
+            status: ScheduleStatus {
+                conditions: req.conditions(),
+                ..prev.clone()
+            },
+            prev,
+            resp: Response::new(),
+            children: observed
+                .iter()
+                .map(|o| (name_of(o).to_string(), keep_backup(o)))
+                .collect(),
+            candidates: observed.iter().map(|o| candidate(o, now)).collect(),
+            observed,
+        }
+    }
+
+    /// A refused spec: nothing new, nothing pruned, the backups made so
+    /// far stay as they are.
+    fn refused(mut self, message: String) -> Response {
+        set_condition(
+            &mut self.status.conditions,
+            cond(self.req, self.now, false, "InvalidSpec", &message),
+        );
+        self.status.next_schedule_time = None;
+        Response::new()
+            .children(self.observed.iter().map(|o| keep_backup(o)))
+            .status(self.status)
+            .event(Event::warning("InvalidSpec", message))
+    }
+
+    /// The backup the latest slot since the last one owes: made unless
+    /// the slot passed longer than `startingDeadlineSeconds` ago, or
+    /// `Forbid` and a backup still runs. Made already, it is asked for
+    /// again as it is.
+    fn latest_slot(&mut self, plan: &Plan) {
+        let (req, now, spec) = (self.req, self.now, &plan.spec);
+        let base = self
+            .status
+            .last_schedule_time
+            .as_deref()
+            .or_else(|| req.parent_json()["metadata"]["creationTimestamp"].as_str())
+            .and_then(parse_rfc3339)
+            .unwrap_or(now);
+        let Some(slot) = plan.cron.latest_in(base, now, &plan.zone) else {
+            return;
+        };
+        let backup = format!("{}-{}", req.name(), slot_suffix(slot));
+        let at = format_rfc3339(slot);
+        self.status.last_schedule_time = Some(at.clone());
+        if now - slot > spec.starting_deadline_seconds {
+            return self.event(Event::warning(
+                "MissedSchedule",
+                format!(
+                    "the slot {at} passed more than startingDeadlineSeconds ({}) ago: skipped",
+                    spec.starting_deadline_seconds
+                ),
+            ));
+        }
+        if self.children.contains_key(&backup) {
+            return;
+        }
+        let active: Vec<&str> = self
+            .candidates
             .iter()
             .filter(|c| c.state == State::Active)
             .map(|c| c.name.as_str())
             .collect();
-        status.last_schedule_time = Some(format_rfc3339(slot));
-        if now - slot > spec.starting_deadline_seconds {
-            resp = resp.event(Event::warning(
-                "MissedSchedule",
-                format!(
-                    "the slot {} passed more than startingDeadlineSeconds ({}) ago: skipped",
-                    format_rfc3339(slot),
-                    spec.starting_deadline_seconds
-                ),
-            ));
-        } else if spec.concurrency_policy == ConcurrencyPolicy::Forbid
-            && !active.is_empty()
-            && !children.contains_key(&backup)
-        {
-            resp = resp.event(Event::normal(
-                "Skipped",
-                format!(
-                    "the slot {} is skipped: {} still running (concurrencyPolicy Forbid)",
-                    format_rfc3339(slot),
-                    active.join(", ")
-                ),
-            ));
-        } else if !children.contains_key(&backup) {
-            children.insert(
-                backup.clone(),
-                new_backup(req, &backup, slot, &tpl, namespace),
+        if spec.concurrency_policy == ConcurrencyPolicy::Forbid && !active.is_empty() {
+            let message = format!(
+                "the slot {at} is skipped: {} still running (concurrencyPolicy Forbid)",
+                active.join(", ")
             );
-            candidates.push(Candidate {
-                name: backup.clone(),
-                state: State::Active,
-                time: now,
-                expired: false,
-            });
-            status.last_backup = Some(backup.clone());
-            resp = resp.event(Event::normal(
-                "BackupCreated",
-                format!(
-                    "PostgresBackup {backup} for the slot {}",
-                    format_rfc3339(slot)
-                ),
-            ));
+            return self.event(Event::normal("Skipped", message));
         }
-    }
-
-    // Retention.
-    let max_age = spec.retention.max_age.as_deref().and_then(parse_duration);
-    let keep = retention::keep(&candidates, &spec.retention, max_age, now, offset);
-    let pruned: Vec<String> = children
-        .keys()
-        .filter(|n| !keep.contains(*n))
-        .cloned()
-        .collect();
-    for n in &pruned {
-        children.remove(n);
-    }
-    if !pruned.is_empty() {
-        resp = resp.event(Event::normal(
-            "Pruned",
-            format!("retention removes {}", pruned.join(", ")),
+        let made = new_backup(req, &backup, slot, &plan.template);
+        self.children.insert(backup.clone(), made);
+        self.candidates.push(Candidate {
+            name: backup.clone(),
+            state: State::Active,
+            time: now,
+            expired: false,
+        });
+        self.status.last_backup = Some(backup.clone());
+        self.event(Event::normal(
+            "BackupCreated",
+            format!("PostgresBackup {backup} for the slot {at}"),
         ));
     }
 
-    let kept: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| keep.contains(&c.name))
-        .collect();
-    status.active = kept
-        .iter()
-        .filter(|c| c.state == State::Active)
-        .map(|c| c.name.clone())
-        .collect();
-    status.active.sort();
-    status.backups = i64::try_from(kept.len()).unwrap_or(i64::MAX);
-    if let Some(t) = candidates
-        .iter()
-        .filter(|c| c.state == State::Completed)
-        .map(|c| c.time)
-        .max()
-        .filter(|t| prev.last_successful_time.as_deref().and_then(parse_rfc3339) < Some(*t))
-    {
-        status.last_successful_time = Some(format_rfc3339(t));
+    fn event(&mut self, event: Event) {
+        self.resp = std::mem::take(&mut self.resp).event(event);
     }
-    if status.last_backup.is_none() {
-        status.last_backup = candidates
+
+    /// Retention: the backups it does not keep are left out of the
+    /// children (the host deletes them). Returns the names kept.
+    fn retention(&mut self, plan: &Plan) -> BTreeSet<String> {
+        let retention = &plan.spec.retention;
+        let max_age = retention.max_age.as_deref().and_then(parse_duration);
+        let keep = retention::keep(&self.candidates, retention, max_age, self.now, &plan.zone);
+        let pruned: Vec<String> = self
+            .children
+            .keys()
+            .filter(|n| !keep.contains(*n))
+            .cloned()
+            .collect();
+        for n in &pruned {
+            self.children.remove(n);
+        }
+        if !pruned.is_empty() {
+            self.event(Event::normal(
+                "Pruned",
+                format!("retention removes {}", pruned.join(", ")),
+            ));
+        }
+        keep
+    }
+
+    /// The status's account of the backups kept: the active ones, how
+    /// many, the newest success and the newest backup.
+    fn summarize(&mut self, keep: &BTreeSet<String>) {
+        let kept: Vec<&Candidate> = self
+            .candidates
             .iter()
-            .max_by_key(|c| (c.time, c.name.clone()))
-            .map(|c| c.name.clone());
-    }
-    status.next_schedule_time = None;
-    if !spec.suspend {
-        match cron.next_after(now, offset) {
-            Some(next) => {
-                status.next_schedule_time = Some(format_rfc3339(next));
-                message = format!("next backup at {}", format_rfc3339(next));
-                let wait = u64::try_from(next - now).unwrap_or(1).max(1);
-                resp = resp.requeue_after(Duration::from_secs(wait));
-            }
-            None => message = "the schedule has no run in the next five years".into(),
+            .filter(|c| keep.contains(&c.name))
+            .collect();
+        self.status.active = kept
+            .iter()
+            .filter(|c| c.state == State::Active)
+            .map(|c| c.name.clone())
+            .collect();
+        self.status.active.sort();
+        self.status.backups = i64::try_from(kept.len()).unwrap_or(i64::MAX);
+        let last_success = self
+            .prev
+            .last_successful_time
+            .as_deref()
+            .and_then(parse_rfc3339);
+        if let Some(t) = self
+            .candidates
+            .iter()
+            .filter(|c| c.state == State::Completed)
+            .map(|c| c.time)
+            .max()
+            .filter(|t| last_success < Some(*t))
+        {
+            self.status.last_successful_time = Some(format_rfc3339(t));
+        }
+        if self.status.last_backup.is_none() {
+            self.status.last_backup = self
+                .candidates
+                .iter()
+                .max_by_key(|c| (c.time, c.name.clone()))
+                .map(|c| c.name.clone());
         }
     }
-    set_condition(&mut status.conditions, cond(req, now, ok, reason, &message));
-    Ok(resp.children(children.into_values()).status(status))
-}
 
-fn name_of(o: &Value) -> &str {
-    o["metadata"]["name"].as_str().unwrap_or_default()
+    /// The next slot in the status and as the wake-up, and `Ready`.
+    fn next_slot(mut self, plan: &Plan) -> Response {
+        let (reason, mut message) = if plan.spec.suspend {
+            (
+                "Suspended",
+                "spec.suspend is set: no new backups".to_string(),
+            )
+        } else {
+            ("Scheduled", String::new())
+        };
+        self.status.next_schedule_time = None;
+        if !plan.spec.suspend {
+            match plan.cron.next_after(self.now, &plan.zone) {
+                Some(next) => {
+                    self.status.next_schedule_time = Some(format_rfc3339(next));
+                    message = format!("next backup at {}", format_rfc3339(next));
+                    let wait = u64::try_from(next - self.now).unwrap_or(1).max(1);
+                    self.resp = self.resp.requeue_after(Duration::from_secs(wait));
+                }
+                None => message = "the schedule has no next run".into(),
+            }
+        }
+        set_condition(
+            &mut self.status.conditions,
+            cond(self.req, self.now, true, reason, &message),
+        );
+        self.resp
+            .children(self.children.into_values())
+            .status(self.status)
+    }
 }
 
 /// What retention needs of an observed backup.
@@ -313,14 +391,16 @@ fn keep_backup(o: &Value) -> Value {
     json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": m, "spec": o["spec"]})
 }
 
-fn new_backup(req: &Request, name: &str, slot: i64, tpl: &Value, namespace: Option<&str>) -> Value {
+/// The backup of one slot: the template, labelled with the schedule and
+/// the cluster, annotated with the slot.
+fn new_backup(req: &Request, name: &str, slot: i64, tpl: &Value) -> Value {
     let cluster = tpl["clusterRef"]["name"].clone();
     let mut m = json!({
         "name": name,
         "labels": {LABEL_SCHEDULE: req.name(), "postgres.operon.dev/cluster": cluster},
         "annotations": {ANNOTATION_SLOT: format_rfc3339(slot)},
     });
-    if let Some(ns) = namespace {
+    if let Some(ns) = req.namespace() {
         m["namespace"] = json!(ns);
     }
     json!({

@@ -214,7 +214,8 @@ pub struct ScheduleSpec {
     /// Five-field cron (`min hour day-of-month month day-of-week`) or a
     /// macro (`@daily`, ...).
     pub schedule: String,
-    /// `UTC` or a fixed offset (`+02:00`, `UTC-05:30`).
+    /// `UTC`, a fixed offset (`+02:00`, `UTC-05:30`) or an IANA name
+    /// (`Europe/Paris`), whose daylight saving rules apply.
     #[serde(default = "utc")]
     pub time_zone: String,
     #[serde(default)]

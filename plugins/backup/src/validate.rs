@@ -6,6 +6,8 @@
 //! is refused once on the schedule rather than by every backup it would
 //! have made.
 
+use jiff::tz::TimeZone;
+
 use crate::cron::Cron;
 use crate::duration::parse_duration;
 use crate::spec::{BackupSpec, Method, ScheduleSpec};
@@ -94,10 +96,10 @@ pub fn backup(field: &str, spec: &BackupSpec) -> Result<(), String> {
 }
 
 /// A schedule's spec with its template already decoded (`template`).
-pub fn schedule(spec: &ScheduleSpec, template: &BackupSpec) -> Result<(Cron, i64), String> {
+pub fn schedule(spec: &ScheduleSpec, template: &BackupSpec) -> Result<(Cron, TimeZone), String> {
     let cron = Cron::parse(&spec.schedule)
         .map_err(|e| format!("spec.schedule {:?}: {e}", spec.schedule))?;
-    let offset = parse_zone(&spec.time_zone).map_err(|e| format!("spec.timeZone: {e}"))?;
+    let zone = parse_zone(&spec.time_zone).map_err(|e| format!("spec.timeZone: {e}"))?;
     if spec.starting_deadline_seconds <= 0 {
         return Err("spec.startingDeadlineSeconds must be positive".into());
     }
@@ -127,7 +129,7 @@ pub fn schedule(spec: &ScheduleSpec, template: &BackupSpec) -> Result<(Cron, i64
             template.cluster_ref.name, spec.cluster_ref.name
         ));
     }
-    Ok((cron, offset))
+    Ok((cron, zone))
 }
 
 /// `10Gi`, `500M`, `1.5Ti`, `1073741824`: a positive Kubernetes quantity.

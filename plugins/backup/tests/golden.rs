@@ -6,6 +6,10 @@
 //! engine with `operon reconcile <wasm> --parent .. --observed ..
 //! --related .. --now 2026-01-01T00:00:00Z`.
 //!
+//! `schedule-dst` holds schedules whose point is another moment (a night
+//! daylight saving time starts or ends): each scenario also has `now.txt`,
+//! the time to reconcile at (`operon reconcile --now $(cat now.txt)`).
+//!
 //! Beside the whole-output comparison, the promises each scenario stands
 //! for are asserted on their own, so a golden file rewritten by mistake
 //! does not hide a broken rule.
@@ -83,7 +87,12 @@ fn run(kind: &str, scenario: &str) -> Value {
         cluster.insert(o);
     }
     let ctx = cluster.into_context();
-    let now = parse_rfc3339(NOW).unwrap();
+    let now = match std::fs::read_to_string(d.join("now.txt")) {
+        Ok(text) => {
+            parse_rfc3339(text.trim()).unwrap_or_else(|| panic!("{kind}/{scenario}: now.txt"))
+        }
+        Err(_) => parse_rfc3339(NOW).unwrap(),
+    };
     let resp = match kind {
         "backup" => backup::reconcile_at(&ctx, &req, now),
         _ => schedule::reconcile_at(&req, now),
@@ -107,7 +116,7 @@ fn scenarios(kind: &str) -> Vec<String> {
 fn every_scenario_matches_its_golden_file() {
     let mut differ = Vec::new();
     let mut checked = 0;
-    for kind in ["backup", "schedule"] {
+    for kind in ["backup", "schedule", "schedule-dst"] {
         for scenario in scenarios(kind) {
             let out = run(kind, &scenario);
             let golden = dir(kind).join(&scenario).join("expected.json");
@@ -197,12 +206,12 @@ fn every_refused_schedule_makes_no_backup_and_prunes_none() {
     for (scenario, needle) in [
         (
             "invalid-cron",
-            "spec.schedule \"0 25 * * *\": hour field \"25\": 25 is out of range 0-23",
+            "spec.schedule \"0 25 * * *\": hour field \"25\": number out of bounds (allowed: 0-23)",
         ),
         ("invalid-cron-fields", "2 fields; a cron schedule has 5"),
         (
             "invalid-time-zone",
-            "time zone \"Europe/Berlin\" is not supported",
+            "time zone \"Mars/Olympus\" is not in the time zone database",
         ),
         (
             "invalid-missing-cluster-ref",
@@ -347,6 +356,11 @@ fn schedules_make_one_backup_per_slot_and_prune_by_retention() {
     let out = run("schedule", "fixed-offset-zone");
     assert_eq!(names(&out, "PostgresBackup"), ["nightly-202601010000"]);
 
+    // 01:00 in Paris in winter (CET, +01:00) is midnight UTC too.
+    let out = run("schedule", "named-zone");
+    assert_eq!(names(&out, "PostgresBackup"), ["nightly-202601010000"]);
+    assert_eq!(out["status"]["nextScheduleTime"], "2026-01-02T00:00:00Z");
+
     // keepLast 2 of four hourly backups and the new one (still running).
     let out = run("schedule", "retention-keep-last");
     assert_eq!(
@@ -390,6 +404,46 @@ fn schedules_make_one_backup_per_slot_and_prune_by_retention() {
     let out = run("schedule", "forbid-skips-while-running");
     assert_eq!(names(&out, "PostgresBackup"), ["nightly-202512312300"]);
     assert_eq!(out["events"][0]["reason"], "Skipped");
+}
+
+/// The times of `fixtures/schedule-dst`, each checked by hand in its
+/// `parent.yaml`: a daily 02:30 in Europe/Paris runs every night, once,
+/// across both changes of the clock.
+#[test]
+fn a_nightly_schedule_in_paris_runs_once_every_night_across_daylight_saving() {
+    // Spring: 02:30 does not exist on 2026-03-29; the run is at 03:00 CEST.
+    let out = run("schedule-dst", "paris-spring-forward");
+    assert_eq!(
+        names(&out, "PostgresBackup"),
+        ["nightly-202603280130", "nightly-202603290100"]
+    );
+    assert_eq!(out["status"]["lastScheduleTime"], "2026-03-29T01:00:00Z");
+    assert_eq!(out["status"]["nextScheduleTime"], "2026-03-30T00:30:00Z");
+    assert_eq!(out["requeueAfterMs"], 84_300_000);
+
+    // Autumn: the first 02:30 of 2026-10-25 (CEST) runs ...
+    let out = run("schedule-dst", "paris-fall-back");
+    assert_eq!(
+        names(&out, "PostgresBackup"),
+        ["nightly-202610240030", "nightly-202610250030"]
+    );
+    assert_eq!(out["status"]["nextScheduleTime"], "2026-10-26T01:30:00Z");
+    assert_eq!(out["requeueAfterMs"], 89_100_000);
+
+    // ... and the second (CET, an hour later) does not.
+    let out = run("schedule-dst", "paris-fall-back-second-pass");
+    assert_eq!(
+        names(&out, "PostgresBackup"),
+        ["nightly-202610240030", "nightly-202610250030"]
+    );
+    assert!(
+        out["events"].as_array().unwrap().is_empty(),
+        "{}",
+        out["events"]
+    );
+    assert_eq!(out["status"]["lastScheduleTime"], "2026-10-25T00:30:00Z");
+    assert_eq!(out["status"]["nextScheduleTime"], "2026-10-26T01:30:00Z");
+    assert_eq!(out["requeueAfterMs"], 86_100_000);
 }
 
 #[test]

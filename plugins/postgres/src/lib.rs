@@ -11,7 +11,6 @@
 //! design and its failure modes.
 
 pub mod children;
-mod clock;
 pub mod conf;
 pub mod password;
 pub mod plan;
@@ -56,7 +55,7 @@ impl Reconciler for PostgresReconciler {
     }
 
     fn reconcile(_ctx: &Context, req: Request) -> Result<Response, Error> {
-        plan::reconcile_at(&req, clock::now_secs())
+        plan::reconcile_at(&req, operon_sdk::time::now_secs())
     }
 }
 

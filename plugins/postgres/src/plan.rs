@@ -19,15 +19,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use operon_sdk::conditions::{Condition, set_condition};
-use operon_sdk::time::format_rfc3339;
-use operon_sdk::{Error, Event, Request, Response};
+use operon_sdk::job::{JobState, keep_template};
+use operon_sdk::time::{format_rfc3339, parse_rfc3339};
+use operon_sdk::{Error, Event, Request, Response, name_of};
 use serde_json::Value;
 
 use crate::children::{
     ANNOTATION_INPUTS, ANNOTATION_SPEC, Cluster, InstanceInputs, InstancePlan, LABEL_CLUSTER,
     LABEL_INSTANCE, LABEL_ROLE, unbase64,
 };
-use crate::clock::parse_rfc3339;
 use crate::password;
 use crate::quantity::parse_quantity;
 use crate::restore::{self, RestoreStatus, Step};
@@ -91,40 +91,11 @@ fn kind_of<'a>(req: &'a Request, api_version: &str, kind: &str) -> Vec<&'a Value
         .collect()
 }
 
-fn name_of(o: &Value) -> &str {
-    o["metadata"]["name"].as_str().unwrap_or_default()
-}
-
 /// The password in an observed Secret, if there is a usable one.
 fn observed_password(req: &Request, secret: &str) -> Option<String> {
     let s = req.find_observed("v1", "Secret", secret)?;
     let bytes = unbase64(s["data"]["password"].as_str()?)?;
     String::from_utf8(bytes).ok().filter(|p| !p.is_empty())
-}
-
-fn job_state(job: Option<&Value>) -> JobState {
-    let Some(job) = job else {
-        return JobState::Absent;
-    };
-    let failed = job["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Failed" && c["status"] == "True")
-    });
-    if job["status"]["succeeded"].as_i64().unwrap_or(0) >= 1 {
-        JobState::Succeeded
-    } else if failed {
-        JobState::Failed
-    } else {
-        JobState::Running
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum JobState {
-    Absent,
-    Running,
-    Succeeded,
-    Failed,
 }
 
 /// The instances a cluster of `n` keeps: the primary, then the lowest
@@ -153,10 +124,7 @@ pub fn reconcile_at(req: &Request, now: i64) -> Result<Response, Error> {
     let name = req.name();
     let namespace = req.namespace();
     let parsed: ClusterSpec = req.spec()?;
-    let prev: ClusterStatus = req
-        .status_json()
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or_default();
+    let prev: ClusterStatus = req.status_or_default();
     let applied: Option<ClusterSpec> = req
         .find_observed("v1", "ConfigMap", &format!("{name}-config"))
         .and_then(|cm| cm["metadata"]["annotations"][ANNOTATION_SPEC].as_str())
@@ -182,21 +150,7 @@ pub fn reconcile_at(req: &Request, now: i64) -> Result<Response, Error> {
         },
         Ok(()) if parsed.paused => match keep_applied("spec.paused is set")? {
             Some(a) => (a, Mode::Paused),
-            None => {
-                // Paused before anything was made: make nothing.
-                let mut status = prev.clone();
-                status.phase = "Paused".into();
-                status.conditions = req.conditions();
-                set_cond(
-                    &mut status.conditions,
-                    req,
-                    "Progressing",
-                    false,
-                    "Paused",
-                    "spec.paused is set: nothing is made",
-                );
-                return Ok(Response::new().status(status));
-            }
+            None => return Ok(paused_response(req, &prev)),
         },
         Ok(()) => (parsed, Mode::Normal),
     };
@@ -208,24 +162,20 @@ pub fn reconcile_at(req: &Request, now: i64) -> Result<Response, Error> {
     };
     let mut r = Render::new(req, &cl, prev, now);
     r.run();
-    let Render {
-        mut resp,
-        mut status,
-        ..
-    } = r;
+    let Render { resp, status, .. } = r;
+    Ok(with_mode(req, mode, resp, status))
+}
+
+/// The render of the last applied spec says why it is not the parent's:
+/// paused, or invalid (with a Warning event).
+fn with_mode(req: &Request, mode: Mode, mut resp: Response, mut status: ClusterStatus) -> Response {
     match mode {
         Mode::Normal => {}
-        Mode::Paused => {
-            status.phase = "Paused".into();
-            set_cond(
-                &mut status.conditions,
-                req,
-                "Progressing",
-                false,
-                "Paused",
-                "spec.paused is set: the last applied spec is kept",
-            );
-        }
+        Mode::Paused => pause(
+            &mut status,
+            req,
+            "spec.paused is set: the last applied spec is kept",
+        ),
         Mode::Invalid(invalid) => {
             status.phase = "Invalid".into();
             set_cond(
@@ -239,7 +189,28 @@ pub fn reconcile_at(req: &Request, now: i64) -> Result<Response, Error> {
             resp = resp.event(Event::warning(invalid.reason, invalid.message));
         }
     }
-    Ok(resp.status(status))
+    resp.status(status)
+}
+
+/// A cluster paused before anything was made: it makes nothing.
+fn paused_response(req: &Request, prev: &ClusterStatus) -> Response {
+    let mut status = prev.clone();
+    status.conditions = req.conditions();
+    pause(&mut status, req, "spec.paused is set: nothing is made");
+    Response::new().status(status)
+}
+
+/// Marks `status` paused, `Progressing=False` saying what holds meanwhile.
+fn pause(status: &mut ClusterStatus, req: &Request, meanwhile: &str) {
+    status.phase = "Paused".into();
+    set_cond(
+        &mut status.conditions,
+        req,
+        "Progressing",
+        false,
+        "Paused",
+        meanwhile,
+    );
 }
 
 /// A fresh cluster with an invalid spec: no children at all, and why.
@@ -298,12 +269,105 @@ struct Outcome {
     failed_over: bool,
 }
 
+impl Outcome {
+    /// Every instance settled on the desired inputs, nothing else going on.
+    fn ready(&self, shutdown: bool) -> bool {
+        self.all_ready && self.primary_ready && !self.upgrading && !shutdown && !self.failed_over
+    }
+
+    /// The cluster's phase: what is going on, the most telling first.
+    fn phase(&self, shutdown: bool) -> &'static str {
+        if shutdown {
+            if self.stopped { "Stopped" } else { "Stopping" }
+        } else if self.upgrading {
+            "Upgrading"
+        } else if self.failed_over {
+            "FailingOver"
+        } else if self.ready(shutdown) {
+            "Running"
+        } else if !self.ever_ready && !self.primary_ready {
+            "Creating"
+        } else if self.stale {
+            "Updating"
+        } else if self.primary_ready {
+            "Scaling"
+        } else {
+            "Degraded"
+        }
+    }
+}
+
+/// The instances of this reconcile: what is observed, which ordinals the
+/// cluster keeps, which is primary.
+struct Topology {
+    observed: BTreeMap<u32, Observed>,
+    set: BTreeSet<u32>,
+    primary: Option<u32>,
+    /// The failover step promoted `primary` in this reconcile.
+    failed_over: bool,
+    /// `primary` is observed ready, as primary.
+    primary_ready: bool,
+}
+
+/// The rolling update's plan: the instances on stale inputs, and the one
+/// that takes the new ones now (none while another is not settled).
+struct Roll {
+    stale: Vec<u32>,
+    next: Option<u32>,
+}
+
+/// What rendering the instances found, for the status and [`Outcome`].
+struct Rendered {
+    /// The ordinals given a StatefulSet.
+    emitted: BTreeSet<u32>,
+    statuses: Vec<InstanceStatus>,
+    ready_count: i32,
+    all_ready: bool,
+    primary_image: Option<String>,
+}
+
+/// Why a cluster bootstrapping from a backup holds its instances back.
+struct Hold {
+    /// The reason of `Ready=False`.
+    reason: &'static str,
+    /// The restore cannot go on without a change (Degraded, a Warning).
+    blocked: bool,
+    restore: RestoreStatus,
+}
+
+impl Hold {
+    fn new(reason: &'static str, blocked: bool, restore: RestoreStatus) -> Hold {
+        Hold {
+            reason,
+            blocked,
+            restore,
+        }
+    }
+}
+
+/// The restore as the status records it.
+fn restore_record(
+    backup: &str,
+    phase: &str,
+    method: Option<String>,
+    message: String,
+) -> RestoreStatus {
+    RestoreStatus {
+        backup: backup.to_string(),
+        phase: phase.to_string(),
+        method,
+        message,
+    }
+}
+
 struct Render<'a> {
     req: &'a Request,
     cl: &'a Cluster<'a>,
     prev: ClusterStatus,
     now: i64,
     resp: Response,
+    /// The desired children so far, in the output's order.
+    children: Vec<Value>,
     status: ClusterStatus,
     progress: Vec<String>,
     degraded: Vec<String>,
@@ -323,6 +387,7 @@ impl<'a> Render<'a> {
             prev,
             now,
             resp: Response::new(),
+            children: Vec::new(),
             progress: Vec::new(),
             degraded: Vec::new(),
             user_passwords: BTreeMap::new(),
@@ -370,16 +435,83 @@ impl<'a> Render<'a> {
         observed_password(self.req, secret).unwrap_or_else(password::generate)
     }
 
+    /// The whole render, in the order of the module's decisions. Each step
+    /// appends its children to `self.children` (their order is the
+    /// output's), its events to the response, and what it found to the
+    /// status or to the values it returns for the steps after it.
     fn run(&mut self) {
-        let spec = self.spec();
-        let cl = self.cl;
-        let req = self.req;
-        let shutdown = spec.shutdown;
+        let superuser = self.credentials();
+        let mut topo = self.topology();
+        if self.restore_holds(topo.primary, topo.observed.is_empty()) {
+            self.finish_children();
+            return;
+        }
+        let mut upgrade = self.upgrade_to_start(&topo);
+        self.fail_over_if_due(&mut topo, upgrade.is_some());
+        if let Some(u) = upgrade.as_mut() {
+            self.advance_upgrade(u, &topo.set, &topo.observed);
+        }
+        let major = match &upgrade {
+            Some(u) if u.step != UpgradeStep::Starting => u.from,
+            Some(u) => u.to,
+            None => self.spec().version,
+        };
+        let desired = self.desired_inputs(major);
+        let roll = self.roll(&topo, &desired, upgrade.is_some());
+        let rendered = self.instances(&topo, &roll, &desired, upgrade.as_ref());
+        self.retained_volumes(&rendered.emitted);
+        self.disruption_budget_and_scaling(&topo);
+        let upgrading = self.upgrade_progress(upgrade, &topo, &rendered);
 
-        // Credentials: generated once, then read back from the Secrets.
+        // Jobs: users and databases once the primary is ready; data loads
+        // once the users' Job succeeded.
+        let primary_image = rendered
+            .primary_image
+            .clone()
+            .unwrap_or_else(|| desired.image.clone());
+        let can_run = topo.primary_ready && !self.spec().shutdown && !upgrading;
+        self.jobs(&primary_image, can_run);
+        self.pooler(&superuser, topo.set.is_empty());
+        self.finish_children();
+
+        self.status.image = Some(primary_image);
+        self.status.instance_statuses = rendered.statuses;
+        self.conclude(Outcome {
+            instances: topo.set.len(),
+            existing: topo
+                .observed
+                .keys()
+                .filter(|o| topo.set.contains(o))
+                .count(),
+            ready_count: rendered.ready_count,
+            all_ready: rendered.all_ready,
+            primary_name: topo.primary.map(|p| self.cl.instance_name(p)),
+            primary_ready: topo.primary_ready,
+            ever_ready: self.prev.version.is_some(),
+            stopped: topo
+                .set
+                .iter()
+                .all(|o| topo.observed.get(o).is_none_or(|s| s.stopped)),
+            stale: !roll.stale.is_empty(),
+            upgrading,
+            failed_over: topo.failed_over,
+        });
+    }
+
+    /// Hands the children gathered so far to the response.
+    fn finish_children(&mut self) {
+        let children = std::mem::take(&mut self.children);
+        self.resp = std::mem::take(&mut self.resp).children(children);
+    }
+
+    /// Credentials, configuration and Services. Passwords are generated
+    /// once, then read back from the Secrets; the superuser's is returned
+    /// for the pooler.
+    fn credentials(&mut self) -> String {
+        let (cl, spec) = (self.cl, self.spec());
         let superuser = self.password(&cl.superuser_secret());
         let replication = self.password(&cl.replication_secret());
-        let mut children = vec![
+        self.children.extend([
             cl.credentials_secret(&cl.superuser_secret(), "postgres", &superuser, "postgres"),
             cl.credentials_secret(
                 &cl.replication_secret(),
@@ -387,7 +519,7 @@ impl<'a> Render<'a> {
                 &replication,
                 "postgres",
             ),
-        ];
+        ]);
         for user in spec
             .users
             .iter()
@@ -397,20 +529,23 @@ impl<'a> Render<'a> {
             let pw = self.password(&secret);
             self.user_passwords.insert(user.name.clone(), pw.clone());
             let db = user.databases.first().map_or("postgres", String::as_str);
-            children.push(cl.credentials_secret(&secret, &user.name, &pw, db));
+            self.children
+                .push(cl.credentials_secret(&secret, &user.name, &pw, db));
         }
-        children.push(cl.config());
-        children.extend(cl.services());
+        self.children.push(cl.config());
+        self.children.extend(cl.services());
+        superuser
+    }
 
-        // Instances.
-        let sts_by_ordinal: BTreeMap<u32, &Value> = kind_of(req, "apps/v1", "StatefulSet")
+    /// Instances: the observed StatefulSets by ordinal, the ordinals the
+    /// cluster keeps, and its primary (the observed one, else the one the
+    /// status names, else the first kept).
+    fn topology(&self) -> Topology {
+        let cl = self.cl;
+        let observed: BTreeMap<u32, Observed> = kind_of(self.req, "apps/v1", "StatefulSet")
             .into_iter()
             .filter(|s| s["metadata"]["labels"][LABEL_CLUSTER] == cl.name)
-            .filter_map(|s| Some((self.ordinal(name_of(s))?, s)))
-            .collect();
-        let observed: BTreeMap<u32, Observed> = sts_by_ordinal
-            .iter()
-            .map(|(o, s)| (*o, Observed::from(s)))
+            .filter_map(|s| Some((self.ordinal(name_of(s))?, Observed::from(s))))
             .collect();
         let mut primary: Option<u32> = observed
             .iter()
@@ -427,282 +562,329 @@ impl<'a> Render<'a> {
                     .as_deref()
                     .and_then(|p| self.ordinal(p))
             });
-        let set = instance_set(spec.instances, primary);
+        let set = instance_set(self.spec().instances, primary);
         if primary.is_none_or(|p| !set.contains(&p)) {
             primary = set.first().copied();
         }
-
-        // Bootstrap from a backup: no instance before the restore is done.
-        if self.restore_holds(&mut children, primary, observed.is_empty()) {
-            self.resp = std::mem::take(&mut self.resp).children(children);
-            return;
+        Topology {
+            observed,
+            set,
+            primary,
+            failed_over: false,
+            primary_ready: false,
         }
+    }
 
-        let mut upgrade = self.prev.upgrade.clone();
-        let running = self.prev.version;
-        if upgrade.is_none()
-            && let Some(v) = running
-            && spec.version > v
-            && !observed.is_empty()
-        {
-            upgrade = Some(UpgradeStatus {
-                from: v,
-                to: spec.version,
-                step: UpgradeStep::ShuttingDown,
-                message: format!(
-                    "stopping every instance before pg_upgrade {v} -> {}",
-                    spec.version
-                ),
-            });
-            self.event(Event::normal(
-                "UpgradeStarted",
-                format!("major upgrade from PostgreSQL {v} to {}", spec.version),
-            ));
+    /// The major upgrade under way (from the status), or the one a higher
+    /// `spec.version` of a running cluster starts now.
+    fn upgrade_to_start(&mut self, topo: &Topology) -> Option<UpgradeStatus> {
+        if let Some(u) = &self.prev.upgrade {
+            return Some(u.clone());
         }
+        let (from, to) = (self.prev.version?, self.spec().version);
+        if to <= from || topo.observed.is_empty() {
+            return None;
+        }
+        self.event(Event::normal(
+            "UpgradeStarted",
+            format!("major upgrade from PostgreSQL {from} to {to}"),
+        ));
+        Some(UpgradeStatus {
+            from,
+            to,
+            step: UpgradeStep::ShuttingDown,
+            message: format!("stopping every instance before pg_upgrade {from} -> {to}"),
+        })
+    }
 
-        // Failover: a primary that is settled but not ready, for longer
-        // than the delay, is replaced by the first ready replica.
+    /// Failover: a primary that is settled but not ready, for longer than
+    /// the delay, is replaced by the first ready replica (never during a
+    /// shutdown or an upgrade). Then whether the primary is ready.
+    fn fail_over_if_due(&mut self, topo: &mut Topology, upgrading: bool) {
         self.status.primary_unavailable_since = None;
-        let mut failed_over = false;
-        if let Some(p) = primary
+        let spec = self.spec();
+        if let Some(p) = topo.primary
             && spec.failover.enabled
-            && !shutdown
-            && upgrade.is_none()
-            && let Some(c) = self.failover(p, &set, &observed)
+            && !spec.shutdown
+            && !upgrading
+            && let Some(c) = self.failover(p, &topo.set, &topo.observed)
         {
-            primary = Some(c);
-            failed_over = true;
+            topo.primary = Some(c);
+            topo.failed_over = true;
         }
-
-        let primary_ready = primary
-            .and_then(|p| observed.get(&p))
+        topo.primary_ready = topo
+            .primary
+            .and_then(|p| topo.observed.get(&p))
             .is_some_and(|o| o.ready && o.primary);
-        let ever_ready = running.is_some();
+    }
 
-        // Major upgrade steps advance on what is observed.
-        if let Some(u) = upgrade.as_mut() {
-            self.advance_upgrade(u, &set, &observed);
-        }
-
-        let major = match &upgrade {
-            Some(u) if u.step != UpgradeStep::Starting => u.from,
-            Some(u) => u.to,
-            None => spec.version,
-        };
-        let desired = self.desired_inputs(major);
-
-        // Rolling: among instances whose recorded inputs differ from the
-        // desired, one at a time may take the new ones, and only when every
-        // instance already on them is settled. Replicas go first.
+    /// Rolling: among instances whose recorded inputs differ from the
+    /// desired, one at a time may take the new ones, and only when every
+    /// instance already on them is settled. Replicas go first.
+    fn roll(&mut self, topo: &Topology, desired: &InstanceInputs, upgrading: bool) -> Roll {
+        let (cl, set, observed) = (self.cl, &topo.set, &topo.observed);
         let stale: Vec<u32> = set
             .iter()
             .copied()
             .filter(|o| {
                 observed
                     .get(o)
-                    .is_some_and(|s| s.inputs.as_ref().is_some_and(|i| *i != desired))
+                    .is_some_and(|s| s.inputs.as_ref().is_some_and(|i| i != desired))
             })
             .collect();
-        let waiting: Vec<u32> = set
+        if upgrading || self.spec().shutdown || stale.is_empty() {
+            return Roll { stale, next: None };
+        }
+        let waiting: Vec<String> = set
             .iter()
             .copied()
             .filter(|o| !stale.contains(o))
             .filter(|o| observed.get(o).is_some_and(|s| !s.settled()))
+            .map(|o| cl.instance_name(o))
             .collect();
-        let mut next: Option<u32> = None;
-        if upgrade.is_none() && !shutdown && !stale.is_empty() {
-            if waiting.is_empty() {
-                next = stale
-                    .iter()
-                    .copied()
-                    .find(|o| Some(*o) != primary)
-                    .or_else(|| stale.first().copied());
-                if let Some(n) = next {
-                    let done = set.len() - stale.len() + 1;
-                    self.event(Event::normal(
-                        "RollingUpdate",
-                        format!(
-                            "restarting {} ({}) with {} ({done}/{})",
-                            cl.instance_name(n),
-                            if Some(n) == primary {
-                                "primary"
-                            } else {
-                                "replica"
-                            },
-                            desired.image,
-                            set.len()
-                        ),
-                    ));
-                }
-            }
-            self.progress.push(format!(
-                "rolling update: {} of {} instances to go{}",
-                stale.len(),
-                set.len(),
-                if waiting.is_empty() {
-                    String::new()
+        let mut next = None;
+        if waiting.is_empty() {
+            next = stale
+                .iter()
+                .copied()
+                .find(|o| Some(*o) != topo.primary)
+                .or_else(|| stale.first().copied());
+            if let Some(n) = next {
+                let role = if Some(n) == topo.primary {
+                    "primary"
                 } else {
+                    "replica"
+                };
+                let done = set.len() - stale.len() + 1;
+                self.event(Event::normal(
+                    "RollingUpdate",
                     format!(
-                        ", waiting for {} to be ready",
-                        waiting
-                            .iter()
-                            .map(|o| cl.instance_name(*o))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
-            ));
+                        "restarting {} ({role}) with {} ({done}/{})",
+                        cl.instance_name(n),
+                        desired.image,
+                        set.len()
+                    ),
+                ));
+            }
         }
-
-        // Per instance: replicas, inputs, volumes.
-        let pvcs = kind_of(req, "v1", "PersistentVolumeClaim");
-        let pvc_size = |pvc: &str| -> Option<String> {
-            pvcs.iter()
-                .find(|p| name_of(p) == pvc)
-                .and_then(|p| p["spec"]["resources"]["requests"]["storage"].as_str())
-                .map(str::to_string)
+        let waiting = if waiting.is_empty() {
+            String::new()
+        } else {
+            format!(", waiting for {} to be ready", waiting.join(", "))
         };
-        let mut emitted = BTreeSet::new();
-        let mut statuses = Vec::new();
-        let mut ready_count = 0;
-        let mut all_ready = !set.is_empty();
-        let mut primary_image = None;
-        let in_upgrade_stop = upgrade
-            .as_ref()
-            .is_some_and(|u| u.step != UpgradeStep::Starting);
-        for &o in &set {
-            let exists = observed.contains_key(&o);
-            let is_primary = Some(o) == primary;
-            if !exists && !is_primary && !primary_ready && !ever_ready {
-                // Replicas clone the primary: they wait for it at creation.
-                all_ready = false;
+        self.progress.push(format!(
+            "rolling update: {} of {} instances to go{waiting}",
+            stale.len(),
+            set.len(),
+        ));
+        Roll { stale, next }
+    }
+
+    /// Per instance: its volumes and StatefulSet with the inputs and the
+    /// number of Pods it runs now. A replica is made only once the primary
+    /// has been ready (it clones the primary), and none is made while the
+    /// instances are stopped for pg_upgrade.
+    fn instances(
+        &mut self,
+        topo: &Topology,
+        roll: &Roll,
+        desired: &InstanceInputs,
+        upgrade: Option<&UpgradeStatus>,
+    ) -> Rendered {
+        let mut out = Rendered {
+            emitted: BTreeSet::new(),
+            statuses: Vec::new(),
+            ready_count: 0,
+            all_ready: !topo.set.is_empty(),
+            primary_image: None,
+        };
+        let in_upgrade_stop = upgrade.is_some_and(|u| u.step != UpgradeStep::Starting);
+        let ever_ready = self.prev.version.is_some();
+        for &o in &topo.set {
+            let obs = topo.observed.get(&o);
+            let is_primary = Some(o) == topo.primary;
+            if obs.is_none() && !is_primary && !topo.primary_ready && !ever_ready {
+                out.all_ready = false;
                 continue;
             }
-            if !exists && in_upgrade_stop {
+            if obs.is_none() && in_upgrade_stop {
                 continue;
             }
-            emitted.insert(o);
-            let recorded = observed.get(&o).and_then(|s| s.inputs.clone());
-            // Stopped for pg_upgrade, or stale and not yet its turn: as it
-            // is. Otherwise (new, rolled, or restarting anyway because of a
-            // shutdown or the upgrade's start): the desired inputs.
-            let inputs = match recorded {
-                Some(r) if in_upgrade_stop => r,
-                Some(r)
-                    if stale.contains(&o) && Some(o) != next && !shutdown && upgrade.is_none() =>
-                {
-                    r
-                }
-                _ => desired.clone(),
-            };
+            out.emitted.insert(o);
+            let inputs = self.inputs_of(o, topo, roll, desired, upgrade);
             if is_primary {
-                primary_image = Some(inputs.image.clone());
+                out.primary_image = Some(inputs.image.clone());
             }
-            let replicas = if shutdown || in_upgrade_stop {
+            let replicas = if self.spec().shutdown || in_upgrade_stop {
                 0
-            } else if upgrade.is_some() && !is_primary && !primary_ready {
+            } else if upgrade.is_some() && !is_primary && !topo.primary_ready {
                 // Starting after pg_upgrade: replicas re-clone from the
                 // upgraded primary, so they wait for it.
                 0
             } else {
                 1
             };
-            let name = cl.instance_name(o);
-            let data_pvc = format!("{name}-data");
-            let wal_pvc = format!("{name}-wal");
-            let data_size = self.grow_only(&data_pvc, &spec.storage.size, pvc_size(&data_pvc));
-            let wal_observed = pvc_size(&wal_pvc);
-            let wal = wal_observed.is_some()
-                || (spec.storage.wal_size.is_some() && pvc_size(&data_pvc).is_none());
-            let wal_size = if wal {
-                let want = spec
-                    .storage
-                    .wal_size
-                    .clone()
-                    .or_else(|| wal_observed.clone())
-                    .unwrap_or_default();
-                Some(self.grow_only(&wal_pvc, &want, wal_observed))
-            } else {
-                None
-            };
-            children.push(cl.pvc(&data_pvc, &name, &data_size));
-            if let Some(size) = &wal_size {
-                children.push(cl.pvc(&wal_pvc, &name, size));
-            }
-            let plan = InstancePlan {
-                name: name.clone(),
-                primary: is_primary,
-                replicas,
-                inputs: &inputs,
-                wal,
-            };
-            children.push(cl.statefulset(&plan));
-            let obs = observed.get(&o);
+            let name = self.cl.instance_name(o);
+            let storage = self.instance(&name, is_primary, replicas, &inputs);
             let ready = obs.is_some_and(|s| s.ready);
-            let settled_here = obs.is_some_and(|s| {
-                s.settled() && s.primary == is_primary && s.inputs.as_ref() == Some(&desired)
+            let settled = obs.is_some_and(|s| {
+                s.settled() && s.primary == is_primary && s.inputs.as_ref() == Some(desired)
             });
-            if ready {
-                ready_count += 1;
-            }
-            if !settled_here {
-                all_ready = false;
-            }
-            statuses.push(InstanceStatus {
-                name: name.clone(),
+            out.ready_count += i32::from(ready);
+            out.all_ready &= settled;
+            out.statuses.push(InstanceStatus {
+                name,
                 role: if is_primary { "primary" } else { "replica" }.into(),
                 ready,
                 image: obs
                     .and_then(|s| s.inputs.as_ref())
                     .map_or_else(|| inputs.image.clone(), |i| i.image.clone()),
-                storage: Some(data_size),
+                storage: Some(storage),
             });
         }
-        // PVCs of instances no longer in the cluster: kept under Retain.
-        if spec.storage.retention_policy == RetentionPolicy::Retain {
-            for pvc in &pvcs {
-                let instance = pvc["metadata"]["labels"][LABEL_INSTANCE]
-                    .as_str()
-                    .unwrap_or_default();
-                let kept = self
-                    .ordinal(instance)
-                    .is_some_and(|o| !emitted.contains(&o));
-                if pvc["metadata"]["labels"][LABEL_CLUSTER] == cl.name
-                    && kept
-                    && let Some(size) = pvc["spec"]["resources"]["requests"]["storage"].as_str()
-                {
-                    children.push(cl.pvc(name_of(pvc), instance, size));
-                }
+        out
+    }
+
+    /// The inputs instance `o` runs with: as recorded while it is stopped
+    /// for pg_upgrade, or stale and not yet its turn; otherwise (new,
+    /// rolled, or restarting anyway because of a shutdown or the upgrade's
+    /// start) the desired ones.
+    fn inputs_of(
+        &self,
+        o: u32,
+        topo: &Topology,
+        roll: &Roll,
+        desired: &InstanceInputs,
+        upgrade: Option<&UpgradeStatus>,
+    ) -> InstanceInputs {
+        let in_upgrade_stop = upgrade.is_some_and(|u| u.step != UpgradeStep::Starting);
+        let waits_its_turn = roll.stale.contains(&o)
+            && Some(o) != roll.next
+            && !self.spec().shutdown
+            && upgrade.is_none();
+        match topo.observed.get(&o).and_then(|s| s.inputs.clone()) {
+            Some(recorded) if in_upgrade_stop || waits_its_turn => recorded,
+            _ => desired.clone(),
+        }
+    }
+
+    /// One instance's children: its data volume, its WAL volume (kept if
+    /// it exists; made with `storage.walSize` only for a new instance,
+    /// since moving the WAL of existing data is not a resize) and its
+    /// StatefulSet. Returns the size asked of the data volume.
+    fn instance(
+        &mut self,
+        name: &str,
+        primary: bool,
+        replicas: i32,
+        inputs: &InstanceInputs,
+    ) -> String {
+        let (cl, storage) = (self.cl, &self.spec().storage);
+        let data_pvc = format!("{name}-data");
+        let wal_pvc = format!("{name}-wal");
+        let data_observed = self.pvc_size(&data_pvc);
+        let wal_observed = self.pvc_size(&wal_pvc);
+        let wal = wal_observed.is_some() || (storage.wal_size.is_some() && data_observed.is_none());
+        let data_size = self.grow_only(&data_pvc, &storage.size, data_observed);
+        self.children.push(cl.pvc(&data_pvc, name, &data_size));
+        if wal {
+            let want = storage
+                .wal_size
+                .clone()
+                .or_else(|| wal_observed.clone())
+                .unwrap_or_default();
+            let wal_size = self.grow_only(&wal_pvc, &want, wal_observed);
+            self.children.push(cl.pvc(&wal_pvc, name, &wal_size));
+        }
+        self.children.push(cl.statefulset(&InstancePlan {
+            name: name.to_string(),
+            primary,
+            replicas,
+            inputs,
+            wal,
+        }));
+        data_size
+    }
+
+    /// The requested size of an observed PVC.
+    fn pvc_size(&self, pvc: &str) -> Option<String> {
+        self.req
+            .find_observed("v1", "PersistentVolumeClaim", pvc)
+            .and_then(|p| p["spec"]["resources"]["requests"]["storage"].as_str())
+            .map(str::to_string)
+    }
+
+    /// PVCs of instances no longer in the cluster: kept under Retain.
+    fn retained_volumes(&mut self, emitted: &BTreeSet<u32>) {
+        if self.spec().storage.retention_policy != RetentionPolicy::Retain {
+            return;
+        }
+        let cl = self.cl;
+        for pvc in kind_of(self.req, "v1", "PersistentVolumeClaim") {
+            let instance = pvc["metadata"]["labels"][LABEL_INSTANCE]
+                .as_str()
+                .unwrap_or_default();
+            let kept = self
+                .ordinal(instance)
+                .is_some_and(|o| !emitted.contains(&o));
+            if pvc["metadata"]["labels"][LABEL_CLUSTER] == cl.name
+                && kept
+                && let Some(size) = pvc["spec"]["resources"]["requests"]["storage"].as_str()
+            {
+                self.children.push(cl.pvc(name_of(pvc), instance, size));
             }
         }
-        if set.len() > 1 && !shutdown {
-            children.push(cl.pdb());
+    }
+
+    /// The PodDisruptionBudget of a cluster with replicas, and the event
+    /// of a change in the number of instances.
+    fn disruption_budget_and_scaling(&mut self, topo: &Topology) {
+        let (cl, shutdown) = (self.cl, self.spec().shutdown);
+        if topo.set.len() > 1 && !shutdown {
+            self.children.push(cl.pdb());
         }
-        let existing = observed.keys().filter(|o| set.contains(o)).count();
-        let previous = observed.len();
-        if previous > 0 && previous != set.len() && !shutdown {
+        let previous = topo.observed.len();
+        if previous > 0 && previous != topo.set.len() && !shutdown {
             self.event(Event::normal(
                 "Scaled",
                 format!(
                     "scaling from {previous} to {} instances (primary {} kept)",
-                    set.len(),
-                    primary.map(|p| cl.instance_name(p)).unwrap_or_default()
+                    topo.set.len(),
+                    topo.primary
+                        .map(|p| cl.instance_name(p))
+                        .unwrap_or_default()
                 ),
             ));
         }
+    }
 
-        // Upgrade progress and completion.
+    /// Upgrade progress and completion: the pg_upgrade Job while its step
+    /// runs, `Upgraded` once every instance is back on the new major; and
+    /// the version the status reports. Returns whether the upgrade goes
+    /// on.
+    fn upgrade_progress(
+        &mut self,
+        mut upgrade: Option<UpgradeStatus>,
+        topo: &Topology,
+        rendered: &Rendered,
+    ) -> bool {
+        let (cl, spec) = (self.cl, self.spec());
         if let Some(u) = upgrade.as_mut() {
             if u.step == UpgradeStep::Upgrading
-                && let Some(p) = primary
+                && let Some(p) = topo.primary
             {
                 let image = spec.upgrade_image.clone().unwrap_or_else(|| {
                     format!("docker.io/tianon/postgres-upgrade:{}-to-{}", u.from, u.to)
                 });
-                let wal = pvc_size(&format!("{}-wal", cl.instance_name(p))).is_some();
-                children.push(cl.upgrade_job(&image, &cl.instance_name(p), u.from, u.to, wal));
+                let primary = cl.instance_name(p);
+                let wal = self.pvc_size(&format!("{primary}-wal")).is_some();
+                self.children
+                    .push(cl.upgrade_job(&image, &primary, u.from, u.to, wal));
             }
-            if u.step == UpgradeStep::Starting && all_ready && emitted.len() == set.len() {
+            if u.step == UpgradeStep::Starting
+                && rendered.all_ready
+                && rendered.emitted.len() == topo.set.len()
+            {
                 self.event(Event::normal(
                     "Upgraded",
                     format!("upgraded from PostgreSQL {} to {}", u.from, u.to),
@@ -717,99 +899,52 @@ impl<'a> Render<'a> {
                 .push(format!("major upgrade {:?}: {}", u.step, u.message));
         }
         self.status.upgrade = upgrade;
-        if !upgrading && self.status.version.is_none() {
-            self.status.version = if primary_ready {
+        let running = self.prev.version;
+        if upgrading {
+            self.status.version = running;
+        } else if self.status.version.is_none() {
+            self.status.version = if topo.primary_ready {
                 Some(spec.version)
             } else {
                 running
             };
         }
-        if upgrading {
-            self.status.version = running;
+        upgrading
+    }
+
+    /// The PgBouncer pooler, when enabled: no Pods while shut down or
+    /// without instances.
+    fn pooler(&mut self, superuser: &str, no_instances: bool) {
+        let spec = self.spec();
+        if !spec.pooler.enabled {
+            return;
         }
-
-        // Jobs: users and databases once the primary is ready; data loads
-        // once the users' Job succeeded.
-        let primary_image = primary_image.unwrap_or_else(|| desired.image.clone());
-        let can_run = primary_ready && !shutdown && !upgrading;
-        self.jobs(&mut children, &primary_image, can_run);
-
-        if spec.pooler.enabled {
-            let replicas = if shutdown || set.is_empty() {
-                0
-            } else {
-                spec.pooler.replicas
-            };
-            children.extend(cl.pooler(&superuser, replicas));
-        }
-        self.resp = std::mem::take(&mut self.resp).children(children);
-
-        self.status.image = Some(primary_image);
-        self.status.instance_statuses = statuses;
-        self.conclude(Outcome {
-            instances: set.len(),
-            existing,
-            ready_count,
-            all_ready,
-            primary_name: primary.map(|p| cl.instance_name(p)),
-            primary_ready,
-            ever_ready,
-            stopped: set
-                .iter()
-                .all(|o| observed.get(o).is_none_or(|s| s.stopped)),
-            stale: !stale.is_empty(),
-            upgrading,
-            failed_over,
-        });
+        let replicas = if spec.shutdown || no_instances {
+            0
+        } else {
+            spec.pooler.replicas
+        };
+        self.children.extend(self.cl.pooler(superuser, replicas));
     }
 
     /// Phase and conditions from what the reconcile found.
     fn conclude(&mut self, o: Outcome) {
-        let Outcome {
-            instances: n,
-            existing,
-            ready_count,
-            all_ready,
-            primary_name,
-            primary_ready,
-            ever_ready,
-            stopped,
-            stale: stale_left,
-            upgrading,
-            failed_over,
-        } = o;
-        let req = self.req;
         let shutdown = self.spec().shutdown;
-        self.status.current_primary = primary_name.clone();
-        self.status.instances = i32::try_from(existing).unwrap_or(i32::MAX);
-        self.status.ready_instances = ready_count;
+        let primary = o.primary_name.clone().unwrap_or_default();
+        self.status.current_primary = o.primary_name.clone();
+        self.status.instances = i32::try_from(o.existing).unwrap_or(i32::MAX);
+        self.status.ready_instances = o.ready_count;
         self.status.selector = self.cl.instance_selector();
 
-        let ready = all_ready && primary_ready && !upgrading && !shutdown && !failed_over;
-        let phase = if shutdown {
-            if stopped { "Stopped" } else { "Stopping" }
-        } else if upgrading {
-            "Upgrading"
-        } else if failed_over {
-            "FailingOver"
-        } else if ready {
-            "Running"
-        } else if !ever_ready && !primary_ready {
-            "Creating"
-        } else if stale_left {
-            "Updating"
-        } else if primary_ready {
-            "Scaling"
-        } else {
-            "Degraded"
-        };
+        let ready = o.ready(shutdown);
+        let phase = o.phase(shutdown);
         self.status.phase = phase.into();
-        if ever_ready && !primary_ready && !shutdown && !upgrading && self.degraded.is_empty() {
-            self.degraded.push(format!(
-                "primary {} is not ready",
-                primary_name.clone().unwrap_or_default()
-            ));
+        if o.ever_ready && !o.primary_ready && !shutdown && !o.upgrading && self.degraded.is_empty()
+        {
+            self.degraded
+                .push(format!("primary {primary} is not ready"));
         }
+        let (n, ready_count) = (o.instances, o.ready_count);
         let (ok, reason, message) = if n == 0 {
             (true, "NoInstances", "spec.instances is 0".to_string())
         } else if shutdown {
@@ -822,22 +957,22 @@ impl<'a> Render<'a> {
             (
                 true,
                 "AllInstancesReady",
-                format!(
-                    "{ready_count}/{n} instances ready, primary {}",
-                    primary_name.clone().unwrap_or_default()
-                ),
+                format!("{ready_count}/{n} instances ready, primary {primary}"),
+            )
+        } else if o.primary_ready {
+            (
+                false,
+                "InstancesNotReady",
+                format!("{ready_count}/{n} instances ready"),
             )
         } else {
             (
                 false,
-                if primary_ready {
-                    "InstancesNotReady"
-                } else {
-                    "PrimaryNotReady"
-                },
+                "PrimaryNotReady",
                 format!("{ready_count}/{n} instances ready"),
             )
         };
+        let req = self.req;
         set_cond(
             &mut self.status.conditions,
             req,
@@ -852,9 +987,16 @@ impl<'a> Render<'a> {
             self.progress
                 .push(format!("{ready_count}/{n} instances ready"));
         }
+        self.progress_and_health(o.failed_over, &primary);
+    }
+
+    /// `Progressing` (what the reconcile is moving towards) and
+    /// `Degraded` (what is wrong), from what the steps noted.
+    fn progress_and_health(&mut self, failed_over: bool, primary: &str) {
+        let req = self.req;
         let progressing = !self.progress.is_empty() || failed_over;
         let pmsg = if failed_over {
-            format!("failing over to {}", primary_name.unwrap_or_default())
+            format!("failing over to {primary}")
         } else {
             self.progress.join("; ")
         };
@@ -879,49 +1021,24 @@ impl<'a> Render<'a> {
 
     /// The SQL Job (once the primary is ready) and the data loads (once
     /// the SQL Job succeeded, each once), with `UsersReconciled`.
-    fn jobs(&mut self, children: &mut Vec<Value>, primary_image: &str, can_run: bool) {
+    fn jobs(&mut self, primary_image: &str, can_run: bool) {
+        let sql_done = self.sql_job(primary_image, can_run);
+        self.data_loads(primary_image, can_run && sql_done);
+    }
+
+    /// `job` as it was made, if it exists (its Pod template is immutable),
+    /// and what the observed one says.
+    fn observed_job(&self, job: Value) -> (Value, JobState) {
+        let observed = self.req.find_observed("batch/v1", "Job", name_of(&job));
+        (keep_template(observed, job), JobState::of(observed))
+    }
+
+    /// The users' and databases' SQL Job and `UsersReconciled`; returns
+    /// whether what it applies is done (there is nothing to apply, or the
+    /// Job succeeded).
+    fn sql_job(&mut self, primary_image: &str, can_run: bool) -> bool {
         let (cl, req, spec) = (self.cl, self.req, self.spec());
-        let mut sql_done = true;
-        if let Some(script) = sql::users_script(spec) {
-            let (hash, mut job) = cl.sql_job(primary_image, &script, &self.user_passwords);
-            let job_name = format!("{}-sql-{hash}", cl.name);
-            keep_job_template(req, &mut job);
-            let state = job_state(req.find_observed("batch/v1", "Job", &job_name));
-            if can_run || state != JobState::Absent {
-                children.push(job);
-            }
-            sql_done = state == JobState::Succeeded;
-            let (ok, reason, message) = match state {
-                JobState::Succeeded => (true, "SqlApplied", format!("Job {job_name} succeeded")),
-                JobState::Failed => {
-                    self.degraded.push(format!("SQL Job {job_name} failed"));
-                    (
-                        false,
-                        "SqlFailed",
-                        format!("Job {job_name} failed: see its logs"),
-                    )
-                }
-                JobState::Running => (false, "SqlRunning", format!("Job {job_name} is running")),
-                JobState::Absent => (
-                    false,
-                    "WaitingForPrimary",
-                    "the SQL Job starts once the primary is ready".to_string(),
-                ),
-            };
-            if state == JobState::Succeeded {
-                self.status.users_reconciled_hash = Some(hash);
-            } else {
-                self.status.users_reconciled_hash = self.prev.users_reconciled_hash.clone();
-            }
-            set_cond(
-                &mut self.status.conditions,
-                req,
-                "UsersReconciled",
-                ok,
-                reason,
-                &message,
-            );
-        } else {
+        let Some(script) = sql::users_script(spec) else {
             set_cond(
                 &mut self.status.conditions,
                 req,
@@ -930,18 +1047,62 @@ impl<'a> Render<'a> {
                 "NothingToDo",
                 "spec has no users or databases",
             );
+            return true;
+        };
+        let (hash, job) = cl.sql_job(primary_image, &script, &self.user_passwords);
+        let job_name = name_of(&job).to_string();
+        let (job, state) = self.observed_job(job);
+        if can_run || state != JobState::Absent {
+            self.children.push(job);
         }
+        let (ok, reason, message) = match &state {
+            JobState::Succeeded => (true, "SqlApplied", format!("Job {job_name} succeeded")),
+            JobState::Failed(_) => {
+                self.degraded.push(format!("SQL Job {job_name} failed"));
+                (
+                    false,
+                    "SqlFailed",
+                    format!("Job {job_name} failed: see its logs"),
+                )
+            }
+            JobState::Running => (false, "SqlRunning", format!("Job {job_name} is running")),
+            JobState::Absent => (
+                false,
+                "WaitingForPrimary",
+                "the SQL Job starts once the primary is ready".to_string(),
+            ),
+        };
+        let done = state == JobState::Succeeded;
+        self.status.users_reconciled_hash = if done {
+            Some(hash)
+        } else {
+            self.prev.users_reconciled_hash.clone()
+        };
+        set_cond(
+            &mut self.status.conditions,
+            req,
+            "UsersReconciled",
+            ok,
+            reason,
+            &message,
+        );
+        done
+    }
+
+    /// The data loads: each Job once, recorded in the status when it
+    /// succeeded, so a pruned Job is never run again.
+    fn data_loads(&mut self, primary_image: &str, can_start: bool) {
+        let (cl, spec) = (self.cl, self.spec());
         for load in &spec.data_loads {
-            let (hash, mut job) = cl.load_job(primary_image, load);
-            let job_name = format!("{}-load-{hash}", cl.name);
-            keep_job_template(req, &mut job);
-            let state = job_state(req.find_observed("batch/v1", "Job", &job_name));
+            let (hash, job) = cl.load_job(primary_image, load);
+            let job_name = name_of(&job).to_string();
+            let (job, state) = self.observed_job(job);
             let completed =
                 state == JobState::Succeeded || self.prev.completed_data_loads.contains(&hash);
-            if state != JobState::Absent || (!completed && can_run && sql_done) {
-                children.push(job);
+            if state != JobState::Absent || (!completed && can_start) {
+                self.children.push(job);
             }
-            if state == JobState::Failed {
+            if matches!(state, JobState::Failed(_)) {
                 self.degraded
                     .push(format!("data load {} (Job {job_name}) failed", load.name));
             }
@@ -955,13 +1116,8 @@ impl<'a> Render<'a> {
     /// backup, runs the restore Job on the primary's volumes, and answers
     /// whether the instances must wait (the status and conditions are
     /// then set here). A cluster restored, or already running, goes on.
-    fn restore_holds(
-        &mut self,
-        children: &mut Vec<Value>,
-        primary: Option<u32>,
-        no_instances: bool,
-    ) -> bool {
-        let (cl, req, spec) = (self.cl, self.req, self.spec());
+    fn restore_holds(&mut self, primary: Option<u32>, no_instances: bool) -> bool {
+        let spec = self.spec();
         let Some(from) = &spec.bootstrap.from_backup else {
             return false;
         };
@@ -973,126 +1129,131 @@ impl<'a> Render<'a> {
         if !no_instances || self.prev.version.is_some() {
             return false; // bootstrap settings apply at creation only
         }
-        let p = cl.instance_name(primary.unwrap_or(0));
-        let source = restore::source(req.parent_json(), backup);
-        let record = |phase: &str, method: Option<String>, message: String| RestoreStatus {
-            backup: backup.to_string(),
-            phase: phase.to_string(),
-            method,
-            message,
-        };
-        let (restore, ready_reason, blocked) = match restore::step(
-            backup,
-            source.as_ref(),
-            spec.version,
-        ) {
+        let p = self.cl.instance_name(primary.unwrap_or(0));
+        let source = restore::source(self.req.parent_json(), backup);
+        let hold = match restore::step(backup, source.as_ref(), spec.version) {
             Step::Wait(reason, message) => {
                 self.requeue(Duration::from_secs(30));
-                (record("Waiting", None, message), reason, false)
+                Hold::new(
+                    reason,
+                    false,
+                    restore_record(backup, "Waiting", None, message),
+                )
             }
-            Step::Blocked(reason, message) => (record("Blocked", None, message), reason, true),
+            Step::Blocked(reason, message) => Hold::new(
+                reason,
+                true,
+                restore_record(backup, "Blocked", None, message),
+            ),
             Step::Restore {
                 claim,
                 path,
                 method,
-            } => {
-                // The primary's volumes, made here so the Job can fill them.
-                let mut volumes = vec![cl.pvc(&format!("{p}-data"), &p, &spec.storage.size)];
-                let wal = spec.storage.wal_size.is_some();
-                if let Some(size) = &spec.storage.wal_size {
-                    volumes.push(cl.pvc(&format!("{p}-wal"), &p, size));
-                }
-                let image = self.default_image(spec.version);
-                let mut job = cl.restore_job(&image, &p, &claim, &path, wal);
-                keep_job_template(req, &mut job);
-                let job_name = cl.restore_job_name();
-                let state = job_state(req.find_observed("batch/v1", "Job", &job_name));
-                match state {
-                    JobState::Succeeded => {
-                        self.event(Event::normal(
-                            "Restored",
-                            format!("restored {method} PostgresBackup {backup} from {claim}:{path} (Job {job_name})"),
-                        ));
-                        self.status.restore = Some(record(
-                            "Restored",
-                            Some(method),
-                            format!("restored from {claim}:{path}"),
-                        ));
-                        return false;
-                    }
-                    JobState::Failed => {
-                        children.extend(volumes);
-                        children.push(job);
-                        (
-                            record(
-                                "Blocked",
-                                Some(method),
-                                format!(
-                                    "the restore Job {job_name} failed: see its logs; delete it to retry"
-                                ),
-                            ),
-                            "RestoreFailed",
-                            true,
-                        )
-                    }
-                    JobState::Absent | JobState::Running => {
-                        children.extend(volumes);
-                        children.push(job);
-                        (
-                            record(
-                                "Restoring",
-                                Some(method.clone()),
-                                format!(
-                                    "Job {job_name} restores the {method} PostgresBackup {backup} from {claim}:{path}"
-                                ),
-                            ),
-                            "Restoring",
-                            false,
-                        )
-                    }
-                }
+            } => match self.restore_job(backup, &p, &claim, &path, method) {
+                Some(hold) => hold,
+                None => return false,
+            },
+        };
+        self.hold_for_restore(hold, p);
+        true
+    }
+
+    /// The restore Job on the primary's volumes (made here so the Job can
+    /// fill them) while it runs or after it failed; `None` once it
+    /// succeeded, and the instances start.
+    fn restore_job(
+        &mut self,
+        backup: &str,
+        p: &str,
+        claim: &str,
+        path: &str,
+        method: String,
+    ) -> Option<Hold> {
+        let (cl, req, spec) = (self.cl, self.req, self.spec());
+        let job_name = cl.restore_job_name();
+        let observed = req.find_observed("batch/v1", "Job", &job_name);
+        let hold = match JobState::of(observed) {
+            JobState::Succeeded => {
+                self.event(Event::normal(
+                    "Restored",
+                    format!("restored {method} PostgresBackup {backup} from {claim}:{path} (Job {job_name})"),
+                ));
+                self.status.restore = Some(restore_record(
+                    backup,
+                    "Restored",
+                    Some(method),
+                    format!("restored from {claim}:{path}"),
+                ));
+                return None;
+            }
+            JobState::Failed(_) => Hold::new(
+                "RestoreFailed",
+                true,
+                restore_record(
+                    backup,
+                    "Blocked",
+                    Some(method),
+                    format!("the restore Job {job_name} failed: see its logs; delete it to retry"),
+                ),
+            ),
+            JobState::Absent | JobState::Running => {
+                let message = format!(
+                    "Job {job_name} restores the {method} PostgresBackup {backup} from {claim}:{path}"
+                );
+                Hold::new(
+                    "Restoring",
+                    false,
+                    restore_record(backup, "Restoring", Some(method), message),
+                )
             }
         };
-        let message = restore.message.clone();
-        self.status.restore = Some(restore);
+        self.children
+            .push(cl.pvc(&format!("{p}-data"), p, &spec.storage.size));
+        let wal = spec.storage.wal_size.is_some();
+        if let Some(size) = &spec.storage.wal_size {
+            self.children.push(cl.pvc(&format!("{p}-wal"), p, size));
+        }
+        let image = self.default_image(spec.version);
+        let job = cl.restore_job(&image, p, claim, path, wal);
+        self.children.push(keep_template(observed, job));
+        Some(hold)
+    }
+
+    /// The status and conditions of a cluster held for its restore; a
+    /// Warning event when it is blocked for a new reason.
+    fn hold_for_restore(&mut self, hold: Hold, primary: String) {
+        let (req, blocked, reason) = (self.req, hold.blocked, hold.reason);
+        let message = hold.restore.message.clone();
+        self.status.restore = Some(hold.restore);
         self.status.phase = "Restoring".into();
-        self.status.current_primary = Some(p);
-        self.status.selector = cl.instance_selector();
+        self.status.current_primary = Some(primary);
+        self.status.selector = self.cl.instance_selector();
         self.status.version = None;
+        let conditions = &mut self.status.conditions;
+        set_cond(conditions, req, "Ready", false, reason, &message);
+        let progressing = if blocked { "Blocked" } else { reason };
         set_cond(
-            &mut self.status.conditions,
-            req,
-            "Ready",
-            false,
-            ready_reason,
-            &message,
-        );
-        set_cond(
-            &mut self.status.conditions,
+            conditions,
             req,
             "Progressing",
             !blocked,
-            if blocked { "Blocked" } else { ready_reason },
+            progressing,
             &message,
         );
-        set_cond(
-            &mut self.status.conditions,
-            req,
-            "Degraded",
-            blocked,
-            if blocked { ready_reason } else { "Healthy" },
-            if blocked { &message } else { "" },
-        );
-        if blocked
-            && self
-                .prev
-                .restore
-                .as_ref()
-                .is_none_or(|r| r.message != message)
-        {
-            self.event(Event::warning(ready_reason, message));
+        let (degraded, why) = if blocked {
+            (reason, message.as_str())
+        } else {
+            ("Healthy", "")
+        };
+        set_cond(conditions, req, "Degraded", blocked, degraded, why);
+        let new_reason = self
+            .prev
+            .restore
+            .as_ref()
+            .is_none_or(|r| r.message != message);
+        if blocked && new_reason {
+            self.event(Event::warning(reason, message));
         }
-        true
     }
 
     /// Moves a major upgrade to its next step once the current one is
@@ -1120,12 +1281,12 @@ impl<'a> Render<'a> {
                     "Job",
                     &format!("{}-upgrade-{}-to-{}", cl.name, u.from, u.to),
                 );
-                match job_state(job) {
+                match JobState::of(job) {
                     JobState::Succeeded => {
                         u.step = UpgradeStep::Starting;
                         u.message = format!("starting the instances on PostgreSQL {}", u.to);
                     }
-                    JobState::Failed => {
+                    JobState::Failed(_) => {
                         u.message = format!(
                             "the pg_upgrade Job {}-upgrade-{}-to-{} failed: see its logs; delete it to retry",
                             cl.name, u.from, u.to
@@ -1225,31 +1386,3 @@ impl<'a> Render<'a> {
         }
     }
 }
-
-/// Jobs are named by what they apply, not by the image or the labels it
-/// runs with (a minor upgrade or a new label must not re-run a data load),
-/// and a Job's Pod template is immutable: an existing Job keeps its own.
-fn keep_job_template(req: &Request, job: &mut Value) {
-    let observed = req
-        .find_observed("batch/v1", "Job", name_of(job))
-        .map(|j| j["spec"]["template"].clone())
-        .filter(Value::is_object);
-    if let Some(mut template) = observed {
-        // The Job controller's own labels name the Job's uid: applying
-        // them to a Job recreated under the same name (a stale cache
-        // during deletion) would be refused, and they are not ours.
-        if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
-            for l in JOB_CONTROLLER_LABELS {
-                labels.remove(l);
-            }
-        }
-        job["spec"]["template"] = template;
-    }
-}
-
-const JOB_CONTROLLER_LABELS: [&str; 4] = [
-    "controller-uid",
-    "job-name",
-    "batch.kubernetes.io/controller-uid",
-    "batch.kubernetes.io/job-name",
-];

@@ -44,7 +44,9 @@ pub fn password_env(i: usize) -> String {
 
 /// The users, databases and extensions script, or none when the spec has
 /// neither users nor databases. Present users are numbered in spec order
-/// for [`password_env`].
+/// for [`password_env`]. The sections run in an order each can rely on:
+/// roles before the databases they own, databases before grants on them,
+/// and what goes away last.
 pub fn users_script(spec: &ClusterSpec) -> Option<String> {
     if spec.users.is_empty() && spec.databases.is_empty() {
         return None;
@@ -53,6 +55,17 @@ pub fn users_script(spec: &ClusterSpec) -> Option<String> {
         "-- operon postgres plugin: users, databases and extensions.\n\
          -- Idempotent: every statement checks before it changes anything.\n",
     );
+    present_users(&mut s, spec);
+    present_databases(&mut s, spec);
+    database_grants(&mut s, spec);
+    inside_databases(&mut s, spec);
+    let _ = writeln!(s, "\n\\connect postgres");
+    absent_databases_and_users(&mut s, spec);
+    Some(s)
+}
+
+/// Each present user: created if missing, then its flags and password.
+fn present_users(s: &mut String, spec: &ClusterSpec) {
     let present_users = spec.users.iter().filter(|u| u.ensure == Ensure::Present);
     for (i, user) in present_users.enumerate() {
         let (ident, lit) = (quote_ident(&user.name), quote_literal(&user.name));
@@ -80,6 +93,10 @@ pub fn users_script(spec: &ClusterSpec) -> Option<String> {
             flags = flags.join(" "),
         );
     }
+}
+
+/// Each present database: created if missing, and its owner.
+fn present_databases(s: &mut String, spec: &ClusterSpec) {
     for db in spec
         .databases
         .iter()
@@ -95,6 +112,10 @@ pub fn users_script(spec: &ClusterSpec) -> Option<String> {
             name = db.name,
         );
     }
+}
+
+/// The privileges of present users on the databases they list.
+fn database_grants(s: &mut String, spec: &ClusterSpec) {
     for user in spec.users.iter().filter(|u| u.ensure == Ensure::Present) {
         for db in &user.databases {
             let _ = writeln!(
@@ -105,8 +126,11 @@ pub fn users_script(spec: &ClusterSpec) -> Option<String> {
             );
         }
     }
-    // Per database: schema privileges (PUBLIC lost CREATE on public in 15)
-    // and extensions, which live in each database.
+}
+
+/// Per database: schema privileges (PUBLIC lost CREATE on public in 15)
+/// and extensions, which live in each database.
+fn inside_databases(s: &mut String, spec: &ClusterSpec) {
     for db in spec
         .databases
         .iter()
@@ -129,7 +153,12 @@ pub fn users_script(spec: &ClusterSpec) -> Option<String> {
             let _ = writeln!(s, "CREATE EXTENSION IF NOT EXISTS {};", quote_ident(ext));
         }
     }
-    let _ = writeln!(s, "\n\\connect postgres");
+}
+
+/// Absent databases are dropped; what an absent role owns goes to
+/// postgres, in every database the spec keeps (REASSIGN/DROP OWNED act on
+/// the current database), and then the role.
+fn absent_databases_and_users(s: &mut String, spec: &ClusterSpec) {
     for db in spec.databases.iter().filter(|d| d.ensure == Ensure::Absent) {
         let _ = writeln!(
             s,
@@ -142,34 +171,32 @@ pub fn users_script(spec: &ClusterSpec) -> Option<String> {
         .iter()
         .filter(|u| u.ensure == Ensure::Absent)
         .collect();
-    if !absent.is_empty() {
-        // What an absent role owns goes to postgres, in every database the
-        // spec keeps (REASSIGN/DROP OWNED act on the current database).
-        let databases: Vec<&str> = ["postgres"]
-            .into_iter()
-            .chain(
-                spec.databases
-                    .iter()
-                    .filter(|d| d.ensure == Ensure::Present)
-                    .map(|d| d.name.as_str()),
-            )
-            .collect();
-        for db in databases {
-            let _ = writeln!(s, "\\connect {}", quote_ident(db));
-            for user in &absent {
-                let (ident, lit) = (quote_ident(&user.name), quote_literal(&user.name));
-                let _ = write!(
-                    s,
-                    "SELECT 'REASSIGN OWNED BY {ident} TO postgres' WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = {lit})\n\\gexec\n\
-                     SELECT 'DROP OWNED BY {ident}' WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = {lit})\n\\gexec\n"
-                );
-            }
-        }
+    if absent.is_empty() {
+        return;
+    }
+    let databases: Vec<&str> = ["postgres"]
+        .into_iter()
+        .chain(
+            spec.databases
+                .iter()
+                .filter(|d| d.ensure == Ensure::Present)
+                .map(|d| d.name.as_str()),
+        )
+        .collect();
+    for db in databases {
+        let _ = writeln!(s, "\\connect {}", quote_ident(db));
         for user in &absent {
-            let _ = writeln!(s, "DROP ROLE IF EXISTS {};", quote_ident(&user.name));
+            let (ident, lit) = (quote_ident(&user.name), quote_literal(&user.name));
+            let _ = write!(
+                s,
+                "SELECT 'REASSIGN OWNED BY {ident} TO postgres' WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = {lit})\n\\gexec\n\
+                 SELECT 'DROP OWNED BY {ident}' WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = {lit})\n\\gexec\n"
+            );
         }
     }
-    Some(s)
+    for user in &absent {
+        let _ = writeln!(s, "DROP ROLE IF EXISTS {};", quote_ident(&user.name));
+    }
 }
 
 /// The psql script of one data load. It reads the file named by the

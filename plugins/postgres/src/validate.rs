@@ -61,8 +61,24 @@ fn invalid(message: impl Into<String>) -> Invalid {
     }
 }
 
-/// Checks `spec` of the cluster `name`, given the major version it runs now.
+/// Checks `spec` of the cluster `name`, given the major version it runs
+/// now. The checks run in the order of the spec's fields, and the first
+/// that fails is the answer.
 pub fn validate(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<(), Invalid> {
+    name_and_version(name, spec, running)?;
+    bootstrap(spec)?;
+    instances_and_storage(spec)?;
+    duplicates("spec.users", spec.users.iter().map(|u| &u.name))?;
+    duplicates("spec.databases", spec.databases.iter().map(|d| &d.name))?;
+    duplicates("spec.dataLoads", spec.data_loads.iter().map(|d| &d.name))?;
+    users_and_databases(spec)?;
+    data_loads(spec)?;
+    configuration(spec)
+}
+
+/// The name leaves room for the children's names; the major is supported,
+/// not a downgrade, and the one of the image's tag.
+fn name_and_version(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<(), Invalid> {
     if name.len() > MAX_NAME_LEN {
         return Err(invalid(format!(
             "metadata.name {name:?} is {} characters long; at most {MAX_NAME_LEN} leave room for the instance, Pod and Job names",
@@ -93,20 +109,32 @@ pub fn validate(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<
             spec.version
         )));
     }
-    if let Some(backup) = &spec.bootstrap.from_backup {
-        if backup.backup_name.is_empty() {
-            return Err(invalid("spec.bootstrap.fromBackup.backupName is empty"));
-        }
-        if let Some(pit) = &backup.point_in_time {
-            return Err(Invalid {
-                reason: "BootstrapNotSupported",
-                message: format!(
-                    "spec.bootstrap.fromBackup.pointInTime ({pit:?}) is not supported yet: point-in-time recovery needs WAL archiving, which the backup plugin does not do; leave it out to restore backup {:?} as it was taken",
-                    backup.backup_name
-                ),
-            });
-        }
+    Ok(())
+}
+
+/// `bootstrap.fromBackup` names a backup, and asks for no point in time
+/// (which needs WAL archiving).
+fn bootstrap(spec: &ClusterSpec) -> Result<(), Invalid> {
+    let Some(backup) = &spec.bootstrap.from_backup else {
+        return Ok(());
+    };
+    if backup.backup_name.is_empty() {
+        return Err(invalid("spec.bootstrap.fromBackup.backupName is empty"));
     }
+    if let Some(pit) = &backup.point_in_time {
+        return Err(Invalid {
+            reason: "BootstrapNotSupported",
+            message: format!(
+                "spec.bootstrap.fromBackup.pointInTime ({pit:?}) is not supported yet: point-in-time recovery needs WAL archiving, which the backup plugin does not do; leave it out to restore backup {:?} as it was taken",
+                backup.backup_name
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A count of instances, and volume sizes that are positive quantities.
+fn instances_and_storage(spec: &ClusterSpec) -> Result<(), Invalid> {
     if spec.instances < 0 {
         return Err(invalid(format!(
             "spec.instances must be >= 0, got {}",
@@ -125,17 +153,23 @@ pub fn validate(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<
             )));
         }
     }
+    Ok(())
+}
 
-    duplicates("spec.users", spec.users.iter().map(|u| &u.name))?;
-    duplicates("spec.databases", spec.databases.iter().map(|d| &d.name))?;
-    duplicates("spec.dataLoads", spec.data_loads.iter().map(|d| &d.name))?;
-
-    let present_users: Vec<&str> = spec
-        .users
+/// The databases users and data loads may name: the present ones and
+/// `postgres`.
+fn present_databases(spec: &ClusterSpec) -> Vec<&str> {
+    spec.databases
         .iter()
-        .filter(|u| u.ensure == Ensure::Present)
-        .map(|u| u.name.as_str())
-        .collect();
+        .filter(|d| d.ensure == Ensure::Present)
+        .map(|d| d.name.as_str())
+        .chain(["postgres"])
+        .collect()
+}
+
+/// Users and databases need a primary; their names are identifiers and
+/// not the plugin's own; what they name exists.
+fn users_and_databases(spec: &ClusterSpec) -> Result<(), Invalid> {
     if spec.instances == 0 && (!spec.users.is_empty() || !spec.databases.is_empty()) {
         return Err(invalid(format!(
             "spec.instances is 0 but spec.users/spec.databases list {}: users and databases need a running primary",
@@ -147,13 +181,7 @@ pub fn validate(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<
             )
         )));
     }
-    let databases: Vec<&str> = spec
-        .databases
-        .iter()
-        .filter(|d| d.ensure == Ensure::Present)
-        .map(|d| d.name.as_str())
-        .chain(["postgres"])
-        .collect();
+    let databases = present_databases(spec);
     for user in &spec.users {
         check_identifier(&format!("spec.users[{}].name", user.name), &user.name)?;
         if RESERVED_USERS.contains(&user.name.as_str()) {
@@ -162,17 +190,25 @@ pub fn validate(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<
                 user.name
             )));
         }
-        if user.ensure == Ensure::Present {
-            for db in &user.databases {
-                if !databases.contains(&db.as_str()) {
-                    return Err(invalid(format!(
-                        "spec.users[{}].databases names {db:?}, which is not in spec.databases",
-                        user.name
-                    )));
-                }
-            }
+        let missing = user
+            .databases
+            .iter()
+            .find(|db| !databases.contains(&db.as_str()));
+        if user.ensure == Ensure::Present
+            && let Some(db) = missing
+        {
+            return Err(invalid(format!(
+                "spec.users[{}].databases names {db:?}, which is not in spec.databases",
+                user.name
+            )));
         }
     }
+    let present_users: Vec<&str> = spec
+        .users
+        .iter()
+        .filter(|u| u.ensure == Ensure::Present)
+        .map(|u| u.name.as_str())
+        .collect();
     for db in &spec.databases {
         check_identifier(&format!("spec.databases[{}].name", db.name), &db.name)?;
         if ["postgres", "template0", "template1"].contains(&db.name.as_str()) {
@@ -192,6 +228,13 @@ pub fn validate(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<
             )));
         }
     }
+    Ok(())
+}
+
+/// A data load goes into a present database, and its table definition
+/// is a column list (it is spliced into `CREATE TABLE`).
+fn data_loads(spec: &ClusterSpec) -> Result<(), Invalid> {
+    let databases = present_databases(spec);
     for load in &spec.data_loads {
         if !databases.contains(&load.database.as_str()) {
             return Err(invalid(format!(
@@ -208,6 +251,12 @@ pub fn validate(name: &str, spec: &ClusterSpec, running: Option<i64>) -> Result<
             )));
         }
     }
+    Ok(())
+}
+
+/// postgresql.conf parameters the plugin does not own, each one line;
+/// pg_hba.conf rules; an exporter port apart from PostgreSQL's.
+fn configuration(spec: &ClusterSpec) -> Result<(), Invalid> {
     for (key, value) in &spec.postgresql.parameters {
         if MANAGED_PARAMETERS.contains(&key.as_str()) {
             return Err(invalid(format!(

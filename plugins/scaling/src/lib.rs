@@ -12,7 +12,6 @@
 //! decision is a pure function of the policy, the cluster, the Pods and
 //! the time ([`plan::reconcile_at`]). README.md documents the inputs.
 
-mod clock;
 pub mod figures;
 pub mod history;
 pub mod plan;
@@ -61,7 +60,7 @@ impl Reconciler for ScalingReconciler {
     }
 
     fn reconcile(ctx: &Context, req: Request) -> Result<Response, Error> {
-        plan::reconcile_at(ctx, &req, clock::now_secs())
+        plan::reconcile_at(ctx, &req, operon_sdk::time::now_secs())
     }
 
     fn map_related(ctx: &Context, related: &Value) -> Vec<ObjectRef> {

@@ -37,10 +37,7 @@ pub const TARGET_UPGRADING: &str = "TargetUpgrading";
 
 /// Reconciles `req` at `now` (seconds since the epoch).
 pub fn reconcile_at(ctx: &Context, req: &Request, now: i64) -> Result<Response, Error> {
-    let prev: PolicyStatus = req
-        .status_json()
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or_default();
+    let prev: PolicyStatus = req.status_or_default();
     let mut out = Outcome {
         conditions: req.conditions(),
         generation: req.generation(),

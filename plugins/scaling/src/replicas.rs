@@ -104,34 +104,7 @@ pub fn decide(
                 )
             },
         );
-        // Without figures the bounds still hold, as for the HPA: a
-        // cluster outside min..max is brought to the nearest bound.
-        let bounded = current.clamp(policy.min, policy.max);
-        let (limited, explanation) = if bounded == current {
-            (None, String::new())
-        } else {
-            let (reason, bound) = if bounded > current {
-                (TOO_FEW, format!("below spec.replicas.min {}", policy.min))
-            } else {
-                (TOO_MANY, format!("above spec.replicas.max {}", policy.max))
-            };
-            let are = if current == 1 {
-                "instance is"
-            } else {
-                "instances are"
-            };
-            let why = format!("no figures, but {current} {are} {bound}");
-            (Some(State::yes(reason, why.clone())), why)
-        };
-        return Decision {
-            reading: None,
-            notes,
-            recommended: bounded,
-            limited,
-            blocked: None,
-            history,
-            explanation,
-        };
+        return without_figures(policy, current, notes, history);
     }
     let n = reading.values.len();
     let average = reading.values.iter().sum::<f64>() / n as f64;
@@ -147,7 +120,65 @@ pub fn decide(
     );
     let raw = recommend(current, &reading, policy.target);
     let clamped = raw.clamp(policy.min, policy.max);
-    let limited = if raw > policy.max {
+    history.record(now, clamped, policy.stabilization);
+    let (recommended, blocked) = hold_back(
+        policy, current, clamped, last_scale, &history, instances, now,
+    );
+    Decision {
+        reading: Some(MetricReading {
+            name: metric.name().to_string(),
+            average: round2(average),
+            instances: n as i32,
+            target: policy.target,
+        }),
+        notes,
+        recommended,
+        limited: limited(policy, raw),
+        blocked,
+        history,
+        explanation,
+    }
+}
+
+/// Without figures the bounds still hold, as for the HPA: a cluster
+/// outside min..max is brought to the nearest bound.
+fn without_figures(
+    policy: &Replicas,
+    current: i32,
+    notes: Vec<String>,
+    history: History,
+) -> Decision {
+    let bounded = current.clamp(policy.min, policy.max);
+    let (limited, explanation) = if bounded == current {
+        (None, String::new())
+    } else {
+        let (reason, bound) = if bounded > current {
+            (TOO_FEW, format!("below spec.replicas.min {}", policy.min))
+        } else {
+            (TOO_MANY, format!("above spec.replicas.max {}", policy.max))
+        };
+        let are = if current == 1 {
+            "instance is"
+        } else {
+            "instances are"
+        };
+        let why = format!("no figures, but {current} {are} {bound}");
+        (Some(State::yes(reason, why.clone())), why)
+    };
+    Decision {
+        reading: None,
+        notes,
+        recommended: bounded,
+        limited,
+        blocked: None,
+        history,
+        explanation,
+    }
+}
+
+/// `Limited` when min or max cut the raw recommendation.
+fn limited(policy: &Replicas, raw: i32) -> Option<State> {
+    if raw > policy.max {
         Some(State::yes(
             TOO_MANY,
             format!(
@@ -165,66 +196,55 @@ pub fn decide(
         ))
     } else {
         None
-    };
-    history.record(now, clamped, policy.stabilization);
+    }
+}
 
-    let mut recommended = current;
-    let mut blocked = None;
+/// What is recommended now, and what holds a change back: the cooldown
+/// after the last scale for a scale-up; for a scale-down, the highest
+/// recommendation of the stabilization window, then replication lag.
+fn hold_back(
+    policy: &Replicas,
+    current: i32,
+    clamped: i32,
+    last_scale: Option<i64>,
+    history: &History,
+    instances: &[Instance],
+    now: i64,
+) -> (i32, Option<(State, Option<i64>)>) {
     if clamped > current {
-        recommended = clamped;
-        if let Some(until) = last_scale
+        let blocked = last_scale
             .map(|t| t + policy.scale_up_cooldown)
             .filter(|&until| until > now)
-        {
-            blocked = Some((
-                State::yes(
-                    COOLDOWN,
-                    format!(
-                        "scale-up from {current} to {clamped} waits for the {}s cooldown after the last scale (until {})",
-                        policy.scale_up_cooldown,
-                        format_rfc3339(until)
-                    ),
-                ),
-                Some(until),
-            ));
-        }
-    } else if clamped < current {
-        let stabilized = history.max().unwrap_or(clamped).min(current);
-        recommended = stabilized;
-        if stabilized >= current {
-            let until = history.releases_below(current, policy.stabilization);
-            let message = format!(
-                "scale-down from {current} to {clamped} waits: {current} or more was recommended within the last {}s{}",
-                policy.stabilization,
-                until
-                    .map(|t| format!(" (until {})", format_rfc3339(t)))
-                    .unwrap_or_default()
-            );
-            blocked = Some((State::yes(STABILIZING, message), until));
-        } else if let Some(why) = lagging(policy, instances) {
-            blocked = Some((
-                State::yes(
-                    LAGGING,
-                    format!("scale-down from {current} to {stabilized} waits: {why}"),
-                ),
-                None,
-            ));
-        }
+            .map(|until| {
+                let message = format!(
+                    "scale-up from {current} to {clamped} waits for the {}s cooldown after the last scale (until {})",
+                    policy.scale_up_cooldown,
+                    format_rfc3339(until)
+                );
+                (State::yes(COOLDOWN, message), Some(until))
+            });
+        return (clamped, blocked);
     }
-    Decision {
-        reading: Some(MetricReading {
-            name: metric.name().to_string(),
-            average: round2(average),
-            instances: n as i32,
-            target: policy.target,
-        }),
-        notes,
-        recommended,
-        limited,
-        blocked,
-        history,
-        explanation,
+    if clamped == current {
+        return (current, None);
     }
+    let stabilized = history.max().unwrap_or(clamped).min(current);
+    if stabilized >= current {
+        let until = history.releases_below(current, policy.stabilization);
+        let message = format!(
+            "scale-down from {current} to {clamped} waits: {current} or more was recommended within the last {}s{}",
+            policy.stabilization,
+            until
+                .map(|t| format!(" (until {})", format_rfc3339(t)))
+                .unwrap_or_default()
+        );
+        return (stabilized, Some((State::yes(STABILIZING, message), until)));
+    }
+    let blocked = lagging(policy, instances).map(|why| {
+        let message = format!("scale-down from {current} to {stabilized} waits: {why}");
+        (State::yes(LAGGING, message), None)
+    });
+    (stabilized, blocked)
 }
 
 /// Why scale-in must wait for replication, if it must: a replica lagging

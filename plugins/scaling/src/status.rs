@@ -4,7 +4,6 @@
 //! the recent recommendations (the stabilization window).
 
 use operon_sdk::conditions::{Condition, ConditionStatus, set_condition};
-use operon_sdk::time::format_rfc3339;
 use serde::{Deserialize, Serialize};
 
 use crate::history::Sample;
@@ -100,7 +99,7 @@ impl State {
     }
 }
 
-/// Sets a condition at `now` (the plugin's clock, not the SDK's, so a fixed
+/// Sets a condition at `now` (the time the reconcile runs at, so a fixed
 /// `--now` gives reproducible transition times).
 pub fn set(
     conditions: &mut Vec<Condition>,
@@ -109,13 +108,13 @@ pub fn set(
     now: i64,
     generation: Option<i64>,
 ) {
-    let mut c = Condition::new(
+    let c = Condition::new(
         type_,
         ConditionStatus::from(state.status),
         state.reason,
         state.message,
     )
-    .with_observed_generation(generation);
-    c.last_transition_time = format_rfc3339(now);
+    .with_observed_generation(generation)
+    .at(now);
     set_condition(conditions, c);
 }

@@ -85,6 +85,20 @@ pub fn decide(
         ));
         return d;
     }
+    grow(&mut d, policy, current, current_text, last_grow, now);
+    d
+}
+
+/// A step of growth, capped at the maximum: made now, or held back by the
+/// cooldown after the last growth.
+fn grow(
+    d: &mut Decision,
+    policy: &Storage,
+    current: u128,
+    current_text: &str,
+    last_grow: Option<i64>,
+    now: i64,
+) {
     let next = current.saturating_add(policy.step);
     let grow_to = if next >= policy.max {
         policy.max_text.clone()
@@ -118,5 +132,4 @@ pub fn decide(
         ));
     }
     d.grow_to = Some(grow_to);
-    d
 }

@@ -91,8 +91,9 @@ fn non_negative(field: &str, value: Option<i64>, default: i64, problems: &mut Ve
     }
 }
 
-fn replicas(r: &ReplicasSpec, problems: &mut Vec<String>) -> Option<Replicas> {
-    let before = problems.len();
+/// `min` and `max`: at least the primary, max not below min, within an
+/// i32 (a problem for each that is not).
+fn bounds(r: &ReplicasSpec, problems: &mut Vec<String>) -> (i64, i64) {
     let min = r.min.unwrap_or(DEFAULT_MIN);
     if min < 1 {
         problems.push(format!(
@@ -116,6 +117,14 @@ fn replicas(r: &ReplicasSpec, problems: &mut Vec<String>) -> Option<Replicas> {
     if max > limit {
         problems.push(format!("spec.replicas.max {max} is above {limit}"));
     }
+    (min, max)
+}
+
+/// The metric, one the plugin reads, and a positive target for it.
+fn metric_and_target(
+    r: &ReplicasSpec,
+    problems: &mut Vec<String>,
+) -> (Option<Metric>, Option<f64>) {
     let metric = match r.metric.as_deref() {
         None => {
             problems.push(format!(
@@ -144,6 +153,13 @@ fn replicas(r: &ReplicasSpec, problems: &mut Vec<String>) -> Option<Replicas> {
         }
         Some(t) => Some(t),
     };
+    (metric, target)
+}
+
+fn replicas(r: &ReplicasSpec, problems: &mut Vec<String>) -> Option<Replicas> {
+    let before = problems.len();
+    let (min, max) = bounds(r, problems);
+    let (metric, target) = metric_and_target(r, problems);
     let scale_up_cooldown = non_negative(
         "spec.replicas.scaleUpCooldownSeconds",
         r.scale_up_cooldown_seconds,

@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::now_rfc3339;
+use crate::time::{format_rfc3339, now_rfc3339};
 
 /// The status of a condition: `True`, `False` or `Unknown`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,6 +86,15 @@ impl Condition {
     /// (usually [`crate::Request::generation`]).
     pub fn with_observed_generation(mut self, generation: Option<i64>) -> Self {
         self.observed_generation = generation;
+        self
+    }
+
+    /// Dates the condition at `unix_secs`: the time it transitioned, if
+    /// [`set_condition`] finds its status changed. Plugins pass the time
+    /// their reconcile runs at, so a fixed clock gives reproducible
+    /// transition times.
+    pub fn at(mut self, unix_secs: i64) -> Self {
+        self.last_transition_time = format_rfc3339(unix_secs);
         self
     }
 
@@ -210,6 +219,15 @@ mod tests {
         );
         assert_eq!(cs.len(), 2);
         assert_eq!(cs[1].last_transition_time, NOW);
+    }
+
+    #[test]
+    fn a_dated_condition_transitions_at_its_date() {
+        let mut cs = existing(true);
+        set_condition(&mut cs, ready(false, "Down").at(1_714_564_800));
+        assert_eq!(cs[0].last_transition_time, NOW);
+        set_condition(&mut cs, ready(false, "StillDown").at(0));
+        assert_eq!(cs[0].last_transition_time, NOW, "no flip, no new date");
     }
 
     #[test]

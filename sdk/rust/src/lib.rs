@@ -51,7 +51,8 @@
 //!
 //! Modules: [`types`] (registration, refs, events, patches), [`conditions`]
 //! (`metav1.Condition` helpers), [`context`] (cluster reads and logging),
-//! [`testing`] (the native fake cluster), [`time`] (RFC 3339 clock),
+//! [`testing`] (the native fake cluster), [`time`] (the clock and RFC 3339
+//! timestamps), [`job`] (Jobs as children: their state, their template),
 //! [`mod@export`] (the component boundary, and the [`export!`] macro).
 
 pub mod conditions;
@@ -59,6 +60,7 @@ pub mod context;
 mod decode;
 mod error;
 pub mod export;
+pub mod job;
 mod request;
 mod response;
 pub mod testing;
@@ -69,7 +71,7 @@ pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use context::{Context, LogLevel, LogRecord};
 pub use decode::decode;
 pub use error::{ClusterError, Error};
-pub use request::{Request, SYNCED_CONDITION};
+pub use request::{Request, SYNCED_CONDITION, name_of};
 pub use response::Response;
 pub use types::{
     Capabilities, Event, EventType, Gvk, ObjectRef, ParentKind, Patch, PatchType, Registration,
@@ -77,6 +79,7 @@ pub use types::{
 };
 
 /// The crates whose types appear in this API, so a plugin's versions match.
+pub use jiff;
 pub use k8s_openapi;
 pub use serde;
 pub use serde_json;

@@ -108,6 +108,16 @@ impl Request {
         self.parent.get("status")
     }
 
+    /// The parent's current `status` as `T`, or `T::default()` when there
+    /// is none or it does not fit: the status is this plugin's own earlier
+    /// output (or a user's edit), and one that does not decode is
+    /// rewritten, not a reason to fail the reconcile.
+    pub fn status_or_default<T: DeserializeOwned + Default>(&self) -> T {
+        self.status_json()
+            .and_then(|s| T::deserialize(s).ok())
+            .unwrap_or_default()
+    }
+
     /// The parent's current conditions without the host-owned `Synced` one:
     /// the starting point for [`crate::conditions::set_condition`], so that
     /// transition times survive from one reconcile to the next.
@@ -180,6 +190,12 @@ impl Request {
     fn describe_parent(&self) -> String {
         format!("parent {}", describe_object(&self.parent))
     }
+}
+
+/// `metadata.name` of an object as JSON (an observed child, a related
+/// object); empty if it has none.
+pub fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
 }
 
 /// `Kind namespace/name` for messages.
@@ -272,6 +288,27 @@ mod tests {
         assert!(r.observed_named::<Service>("w").unwrap().is_some());
         assert!(r.observed_named::<Service>("other").unwrap().is_none());
         assert!(r.find_observed("v1", "Service", "w").is_some());
+    }
+
+    #[test]
+    fn status_decodes_or_defaults() {
+        #[derive(Debug, Default, PartialEq, Deserialize)]
+        struct Status {
+            #[serde(default)]
+            phase: String,
+        }
+        let with = Request::new(json!({"status": {"phase": "Running"}}));
+        assert_eq!(with.status_or_default::<Status>().phase, "Running");
+        let bad = Request::new(json!({"status": {"phase": 3}}));
+        assert_eq!(bad.status_or_default::<Status>(), Status::default());
+        let none = Request::new(json!({"metadata": {"name": "w"}}));
+        assert_eq!(none.status_or_default::<Status>(), Status::default());
+    }
+
+    #[test]
+    fn names_of_objects() {
+        assert_eq!(name_of(&json!({"metadata": {"name": "w"}})), "w");
+        assert_eq!(name_of(&json!({"kind": "Pod"})), "");
     }
 
     #[test]

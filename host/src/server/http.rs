@@ -70,9 +70,10 @@ impl Routes {
 
     /// The answer to one request.
     async fn respond(&self, method: &Method, path: &str) -> Response {
-        let under_admin = path == admin::PREFIX || path.starts_with("/plugins/");
         match &self.admin {
-            Some(admin) if under_admin => Self::respond_admin(admin.as_ref(), method, path).await,
+            Some(admin) if path.starts_with(admin::PREFIX) => {
+                Self::respond_admin(admin.as_ref(), method, path).await
+            }
             _ => self.respond_probe(method, path),
         }
     }

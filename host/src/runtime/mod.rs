@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 pub use crate::plugin::revisions::RollbackPolicy;
 pub use cache::{CacheReader, Caches, Change, KindWatch};
 pub use controller::{Controller, Options, RevisionHooks, Shared};
 pub use identity::{Identity, default_account};
 pub use queue::{Backoff, Item, Priority, WorkQueue};
-pub use supervisor::{AdminHandle, AdminReply, AdminRequest, Supervisor, SwapOptions};
+pub use supervisor::{AdminHandle, Supervisor, SwapOptions};
 
 use crate::engine::{Engine, Limits};
 use crate::kinds::Kinds;
@@ -129,25 +129,8 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
         kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let (metrics_at, _) = server::start(
-        options.metrics_addr,
-        metrics.clone(),
-        health.clone(),
-        stopped(stop_rx.clone()),
-    )
-    .await?;
-    let (health_at, _) = server::start(
-        options.health_addr,
-        metrics.clone(),
-        health.clone(),
-        stopped(stop_rx.clone()),
-    )
-    .await?;
-    tracing::info!(%metrics_at, %health_at, "serving /metrics, /healthz and /readyz");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    serve_probes(&options, &metrics, &health, &stop_rx).await?;
 
     let kinds = Arc::new(Kinds::new(client.clone()));
     let caches = Arc::new(Caches::new(
@@ -169,7 +152,7 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     let (admin_at, _) = server::start_routes(
         options.admin_addr,
         server::Routes::admin(supervisor.admin()),
-        stopped(stop_rx.clone()),
+        stopped(stop_rx),
     )
     .await?;
     tracing::info!(%admin_at, "serving /plugins (operon plugins)");
@@ -196,6 +179,28 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on the metrics address and
+/// on the health address alike (a scrape or a probe pointed at either
+/// works) until `stop` turns true.
+async fn serve_probes(
+    options: &RunOptions,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (m, h) = (metrics.clone(), health.clone());
+    let (metrics_at, _) = server::start(options.metrics_addr, m, h, stopped(stop.clone())).await?;
+    let (m, h) = (metrics.clone(), health.clone());
+    let (health_at, _) = server::start(options.health_addr, m, h, stopped(stop.clone())).await?;
+    tracing::info!(%metrics_at, %health_at, "serving /metrics, /healthz and /readyz");
+    Ok(())
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn shutdown_signal() {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +37,7 @@ use crate::plugin::dir::{FileChange, FileId, PluginDir, Role};
 use crate::plugin::revisions::{History, Revision, RollbackPolicy, Tracker, unix_seconds};
 use crate::plugin::shadow::{Candidate, ShadowSlot};
 use crate::plugin::{LoadError, Plugin};
+use crate::server::{Admin, AdminError, AdminRequest};
 
 /// Settings of hot swap.
 #[derive(Debug, Clone, Copy)]
@@ -61,34 +63,6 @@ impl Default for SwapOptions {
     }
 }
 
-/// What `operon plugins` asks the running host.
-#[derive(Debug, Clone)]
-pub enum AdminRequest {
-    List,
-    Get(String),
-    Rollback { name: String, to: Option<u32> },
-}
-
-/// An answer: an HTTP status and a JSON body.
-#[derive(Debug, Clone)]
-pub struct AdminReply {
-    pub status: u16,
-    pub body: Value,
-}
-
-impl AdminReply {
-    fn ok(body: Value) -> AdminReply {
-        AdminReply { status: 200, body }
-    }
-
-    fn error(status: u16, message: impl Into<String>) -> AdminReply {
-        AdminReply {
-            status,
-            body: json!({"error": message.into()}),
-        }
-    }
-}
-
 enum Command {
     Loaded {
         id: FileId,
@@ -100,10 +74,12 @@ enum Command {
         digest: String,
         reason: String,
     },
-    Admin(AdminRequest, oneshot::Sender<AdminReply>),
+    Admin(AdminRequest, oneshot::Sender<Result<Value, AdminError>>),
 }
 
-/// Sends admin requests to the supervisor.
+/// Sends admin requests (`operon plugins`, through the server's admin
+/// routes) to the supervisor's task, which answers them between the changes
+/// it serializes.
 #[derive(Clone)]
 pub struct AdminHandle(mpsc::UnboundedSender<Command>);
 
@@ -113,14 +89,18 @@ impl std::fmt::Debug for AdminHandle {
     }
 }
 
-impl AdminHandle {
-    pub async fn ask(&self, request: AdminRequest) -> AdminReply {
+impl Admin for AdminHandle {
+    /// A supervisor that has stopped (or stops before answering) is
+    /// [`AdminError::ShuttingDown`].
+    fn ask(&self, request: AdminRequest) -> BoxFuture<'_, Result<Value, AdminError>> {
         let (tx, rx) = oneshot::channel();
-        if self.0.send(Command::Admin(request, tx)).is_err() {
-            return AdminReply::error(503, "the host is shutting down");
-        }
-        rx.await
-            .unwrap_or_else(|_| AdminReply::error(503, "the host is shutting down"))
+        let sent = self.0.send(Command::Admin(request, tx)).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(AdminError::ShuttingDown);
+            }
+            rx.await.unwrap_or(Err(AdminError::ShuttingDown))
+        })
     }
 }
 
@@ -822,76 +802,71 @@ impl Supervisor {
         }
     }
 
-    async fn answer(&mut self, request: AdminRequest) -> AdminReply {
+    /// An admin request (`operon plugins`); what went wrong is an
+    /// [`AdminError`], which the server turns into an HTTP status.
+    async fn answer(&mut self, request: AdminRequest) -> Result<Value, AdminError> {
         match request {
-            AdminRequest::List => AdminReply::ok(json!({
+            AdminRequest::List => Ok(json!({
                 "plugins": self.slots.iter().map(|(stem, s)| slot_view(stem, s)).collect::<Vec<_>>(),
                 "rejected": self.orphans,
             })),
-            AdminRequest::Get(name) => match self.slots.iter().find(|(_, s)| s.name == name) {
-                Some((stem, s)) => AdminReply::ok(slot_view(stem, s)),
-                None => AdminReply::error(404, format!("no plugin named {name} is loaded")),
-            },
-            AdminRequest::Rollback { name, to } => {
-                let Some((stem, slot)) = self.slots.iter().find(|(_, s)| s.name == name) else {
-                    return AdminReply::error(404, format!("no plugin named {name} is loaded"));
-                };
-                let stem = stem.clone();
-                let active = slot.history.active().map(|r| r.number);
-                let target = match to {
-                    Some(n) => slot.history.get(n).ok_or_else(|| {
-                        let kept: Vec<String> =
-                            slot.history.iter().map(|r| r.number.to_string()).collect();
-                        AdminReply::error(
-                            404,
-                            format!(
-                                "plugin {name} has no revision {n} kept (kept: {})",
-                                kept.join(", ")
-                            ),
-                        )
-                    }),
-                    None => slot.history.previous().ok_or_else(|| {
-                        AdminReply::error(
-                            409,
-                            format!("plugin {name} has no earlier revision to roll back to"),
-                        )
-                    }),
-                };
-                let target = match target {
-                    Ok(t) => t,
-                    Err(reply) => return reply,
-                };
-                if Some(target.number) == active {
-                    return AdminReply::error(
-                        409,
-                        format!("revision {} of {name} is already active", target.number),
-                    );
-                }
-                let (number, plugin) = (target.number, target.plugin.clone());
-                let why = format!(
-                    "revision {} rolled back by hand (operon plugins rollback)",
-                    active.unwrap_or_default()
-                );
-                match self
-                    .switch(
-                        &stem,
-                        plugin,
-                        Switch::Back {
-                            number,
-                            trigger: "manual",
-                            why,
-                        },
-                    )
-                    .await
-                {
-                    Ok(()) => AdminReply::ok(json!({
-                        "message": format!("plugin {name} rolled back to revision {number}"),
-                        "plugin": slot_view(&stem, &self.slots[&stem]),
-                    })),
-                    Err(e) => AdminReply::error(500, format!("rollback of {name} failed: {e:#}")),
-                }
+            AdminRequest::Get(name) => {
+                let (stem, slot) = self.slot_named(&name)?;
+                Ok(slot_view(stem, slot))
             }
+            AdminRequest::Rollback { name, to } => self.rollback(&name, to).await,
         }
+    }
+
+    /// The slot of the plugin called `name` (not the file's stem).
+    fn slot_named(&self, name: &str) -> Result<(&String, &Slot), AdminError> {
+        let found = self.slots.iter().find(|(_, s)| s.name == name);
+        found.ok_or_else(|| AdminError::NoSuchPlugin { name: name.into() })
+    }
+
+    /// `operon plugins rollback`: back to revision `to`, or to the one
+    /// before the active revision.
+    async fn rollback(&mut self, name: &str, to: Option<u32>) -> Result<Value, AdminError> {
+        let (stem, slot) = self.slot_named(name)?;
+        let stem = stem.clone();
+        let history = &slot.history;
+        let active = history.active().map(|r| r.number);
+        let target = match to {
+            Some(n) => history.get(n).ok_or_else(|| AdminError::NoSuchRevision {
+                name: name.into(),
+                revision: n,
+                kept: history.iter().map(|r| r.number).collect(),
+            })?,
+            None => history
+                .previous()
+                .ok_or_else(|| AdminError::NoEarlierRevision { name: name.into() })?,
+        };
+        if Some(target.number) == active {
+            return Err(AdminError::AlreadyActive {
+                name: name.into(),
+                revision: target.number,
+            });
+        }
+        let (number, plugin) = (target.number, target.plugin.clone());
+        let why = format!(
+            "revision {} rolled back by hand (operon plugins rollback)",
+            active.unwrap_or_default()
+        );
+        let back = Switch::Back {
+            number,
+            trigger: "manual",
+            why,
+        };
+        self.switch(&stem, plugin, back)
+            .await
+            .map_err(|cause| AdminError::RollbackFailed {
+                name: name.into(),
+                cause,
+            })?;
+        Ok(json!({
+            "message": format!("plugin {name} rolled back to revision {number}"),
+            "plugin": slot_view(&stem, &self.slots[&stem]),
+        }))
     }
 
     /// An event on the host's own Pod, if the host knows it.

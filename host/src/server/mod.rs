@@ -1,17 +1,21 @@
 //! The host's own HTTP endpoints: `/healthz` (liveness), `/readyz`
-//! (readiness: caches synced) and `/metrics` (Prometheus text format).
+//! (readiness: caches synced), `/metrics` (Prometheus text format) and the
+//! admin endpoint of `operon plugins` (`/plugins...`).
 //!
-//! Both halves are written here instead of using an HTTP framework or the
-//! `prometheus` crate: a probe or a scrape is one tiny GET, the metric
-//! families are fixed, and the host stays small in dependencies (see
-//! [`http`] and [`metrics`]).
+//! Built from the parts the ecosystem already uses rather than our own:
+//! hyper serves HTTP (it is compiled in for kube's client anyway, see
+//! [`http`]), `prometheus-client` keeps the metrics ([`metrics`]). The admin
+//! protocol is defined here ([`admin`]) and answered by whoever implements
+//! [`Admin`] — the runtime's supervisor — so `server` depends on nothing of
+//! the runtime.
 //!
-//! [`start`] serves every endpoint on the address it is given. When metrics
-//! and probes should listen apart (say `--metrics-addr` and
-//! `--health-addr`), call [`start_routes`] twice with [`Routes`] that each
-//! hold only their part; calling [`start`] twice also works, with every
-//! endpoint on both addresses.
+//! [`start`] serves every endpoint but the admin ones on the address it is
+//! given. When metrics and probes should listen apart (say `--metrics-addr`
+//! and `--health-addr`), call [`start_routes`] twice with [`Routes`] that
+//! each hold only their part; calling [`start`] twice also works, with
+//! every endpoint on both addresses.
 
+pub mod admin;
 pub mod http;
 pub mod metrics;
 
@@ -24,6 +28,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use admin::{Admin, AdminError, AdminRequest};
 pub use http::Routes;
 pub use metrics::Metrics;
 
@@ -56,8 +61,9 @@ impl Health {
     }
 }
 
-/// Binds `addr` (port 0 picks one) and serves every endpoint until
-/// `shutdown` completes. Returns the bound address and the server task.
+/// Binds `addr` (port 0 picks one) and serves every endpoint but the admin
+/// ones until `shutdown` completes. Returns the bound address and the
+/// server task.
 pub async fn start(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -81,6 +87,7 @@ pub async fn start_routes(
         addr = %bound,
         metrics = routes.metrics.is_some(),
         health = routes.health.is_some(),
+        admin = routes.admin.is_some(),
         "serving http"
     );
     let task = tokio::spawn(http::serve(listener, Arc::new(routes), shutdown));
@@ -90,12 +97,15 @@ pub async fn start_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::future::BoxFuture;
+    use serde_json::{Value, json};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
     use tokio::sync::oneshot;
 
-    /// Sends `request` raw and returns (status, head, body).
+    /// Sends `request` raw and returns (status, head, body): the bytes on
+    /// the wire are what these tests check, so no HTTP client here.
     async fn send(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(request).await.unwrap();
@@ -173,6 +183,8 @@ mod tests {
 
         assert_eq!(get(addr, "/").await.0, 404);
         assert_eq!(get(addr, "/metricsx").await.0, 404);
+        // No admin on this listener.
+        assert_eq!(get(addr, "/plugins").await.0, 404);
         let (status, head, _) =
             send(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
         assert_eq!(status, 405);
@@ -202,13 +214,17 @@ mod tests {
     async fn shutdown_stops_accepting() {
         let (addr, _, _, stop, task) = server().await;
         assert_eq!(get(addr, "/healthz").await.0, 200);
+        // A client connected but silent does not hold the stop up.
+        let idle = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), task)
+        tokio::time::timeout(Duration::from_secs(2), task)
             .await
             .unwrap()
             .unwrap()
             .unwrap();
         assert!(TcpStream::connect(addr).await.is_err());
+        drop(idle);
     }
 
     #[tokio::test]
@@ -243,5 +259,76 @@ mod tests {
         assert!(format!("{err:#}").contains(&m.to_string()), "{err:#}");
         h_task.abort();
         m_task.abort();
+    }
+
+    /// Answers as a supervisor with one plugin `pg` whose only revision is 1.
+    #[derive(Debug)]
+    struct OnePlugin;
+
+    impl Admin for OnePlugin {
+        fn ask(&self, request: AdminRequest) -> BoxFuture<'_, Result<Value, AdminError>> {
+            Box::pin(async move {
+                match request {
+                    AdminRequest::List => Ok(json!({"plugins": [{"name": "pg"}]})),
+                    AdminRequest::Get(name) if name == "pg" => Ok(json!({"name": "pg"})),
+                    AdminRequest::Get(name) => Err(AdminError::NoSuchPlugin { name }),
+                    AdminRequest::Rollback { name, to: None } => {
+                        Err(AdminError::NoEarlierRevision { name })
+                    }
+                    AdminRequest::Rollback { name, to: Some(1) } => {
+                        Err(AdminError::AlreadyActive { name, revision: 1 })
+                    }
+                    AdminRequest::Rollback { .. } => Err(AdminError::ShuttingDown),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn admin_routes_answer_json_and_map_errors_to_statuses() {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let (addr, task) = start_routes(any, Routes::admin(OnePlugin), std::future::pending())
+            .await
+            .unwrap();
+        let post = |path: &str| format!("POST {path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        let (status, head, body) = get(addr, "/plugins").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"plugins":[{"name":"pg"}]}"#)
+        );
+        assert!(
+            head.contains("\r\nContent-Type: application/json\r\n"),
+            "{head}"
+        );
+        assert_eq!(get(addr, "/plugins/pg").await.2, r#"{"name":"pg"}"#);
+        let (status, _, body) = get(addr, "/plugins/nope").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (404, r#"{"error":"no plugin named nope is loaded"}"#)
+        );
+        let (status, _, body) = send(addr, post("/plugins/pg/rollback").as_bytes()).await;
+        let want = r#"{"error":"plugin pg has no earlier revision to roll back to"}"#;
+        assert_eq!((status, body.as_str()), (409, want));
+        assert_eq!(
+            send(addr, post("/plugins/pg/rollback/1").as_bytes())
+                .await
+                .0,
+            409
+        );
+        assert_eq!(
+            send(addr, post("/plugins/pg/rollback/2").as_bytes())
+                .await
+                .0,
+            503
+        );
+        let (status, head, body) = send(addr, post("/plugins/pg/rollback/x").as_bytes()).await;
+        assert_eq!((status, body.as_str()), (400, "a revision is a number"));
+        assert!(head.contains("\r\nContent-Type: text/plain"), "{head}");
+        let (status, head, _) = send(addr, post("/plugins").as_bytes()).await;
+        assert_eq!(status, 405);
+        assert!(head.contains("Allow: GET"), "{head}");
+        // The admin listener serves nothing else.
+        assert_eq!(get(addr, "/healthz").await.0, 404);
+        task.abort();
     }
 }

@@ -66,7 +66,7 @@ impl Kinds {
         let kube_gvk = kube::api::GroupVersionKind::gvk(&gvk.group, &gvk.version, &gvk.kind);
         let (resource, caps) = discovery::pinned_kind(&self.client, &kube_gvk)
             .await
-            .map_err(crate::apply::concise)
+            .map_err(crate::api::concise)
             .with_context(|| format!("the API server does not serve kind {gvk}"))?;
         let resolved = Resolved {
             gvk: gvk.clone(),

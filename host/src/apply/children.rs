@@ -112,7 +112,7 @@ pub async fn apply(kinds: &Kinds, plugin: &str, child: &Value) -> anyhow::Result
     let params = PatchParams::apply(&field_manager(plugin)).force();
     api.patch(name, &params, &Patch::Apply(child))
         .await
-        .map_err(super::concise)
+        .map_err(crate::api::concise)
         .with_context(|| format!("server-side apply of {what} failed"))
 }
 
@@ -173,7 +173,7 @@ pub async fn prune(
                 tracing::debug!(plugin, child = %what, "child already gone or replaced")
             }
             Err(e) => {
-                return Err(super::concise(e)).with_context(|| format!("pruning {what} failed"));
+                return Err(crate::api::concise(e)).with_context(|| format!("pruning {what} failed"));
             }
         }
     }

@@ -83,7 +83,7 @@ pub async fn record(client: &Client, parent: &Value, plugin: &str, event: &Decod
     let ns = ev.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Event> = Api::namespaced(client.clone(), &ns);
     if let Err(e) = api.create(&PostParams::default(), &ev).await {
-        let error = format!("{:#}", super::concise(e));
+        let error = format!("{:#}", crate::api::concise(e));
         tracing::warn!(plugin, reason = %event.reason, error = %crate::bounded::message(&error), "could not record an event");
     }
 }

@@ -114,7 +114,7 @@ async fn send(
         .api(parent_kind, ns)
         .patch(name, &PatchParams::default(), &json_patch(&ops)?)
         .await
-        .map_err(super::concise)
+        .map_err(crate::api::concise)
         .with_context(|| {
             let what = describe(&parent_kind.gvk.kind, ns, name);
             format!("{doing} finalizer {finalizer} on {what} failed")

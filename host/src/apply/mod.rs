@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 
 use crate::contract::outcome::DecodedPatch;
 use crate::contract::{Gvk, Outcome, PatchType, Registration};
+use crate::api::concise;
 use crate::kinds::Kinds;
 use claim::{Claim, Existing, Known};
 
@@ -72,17 +73,6 @@ pub enum ApplyError {
     /// retry with backoff.
     #[error("{0:#}")]
     Api(#[from] anyhow::Error),
-}
-
-/// An API call's error as users need it: the API server's own message, its
-/// code and reason (kube's default text repeats the whole `Status` twice).
-pub fn concise(e: kube::Error) -> anyhow::Error {
-    match e {
-        kube::Error::Api(s) if !s.message.is_empty() => {
-            anyhow::anyhow!("{} ({} {})", s.message, s.code, s.reason)
-        }
-        other => anyhow::Error::new(other),
-    }
 }
 
 /// How strictly [`apply_outcome`] checks an answer: the plugin's limits
@@ -301,14 +291,6 @@ fn fill_identity(body: &mut Value, api_version: &str, kind: &str, name: &str, ns
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn api_errors_read_as_the_servers_message() {
-        let status =
-            kube::core::Status::failure("secrets \"x\" is forbidden", "Forbidden").with_code(403);
-        let e = concise(kube::Error::Api(Box::new(status)));
-        assert_eq!(e.to_string(), "secrets \"x\" is forbidden (403 Forbidden)");
-    }
 
     #[test]
     fn apply_patches_get_their_identity_from_the_target() {

@@ -251,11 +251,8 @@ pub async fn patch(
         Ok(_) => Ok(true),
         Err(e) => Err(PatchFailed {
             object: super::validate::describe(&parent_kind.gvk.kind, ns, name),
-            code: match &e {
-                kube::Error::Api(s) => Some(s.code),
-                _ => None,
-            },
-            message: bounded::message(&format!("{:#}", super::concise(e))).into_owned(),
+            code: crate::api::code(&e),
+            message: bounded::message(&format!("{:#}", crate::api::concise(e))).into_owned(),
         }),
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::GroupKind;
 use super::selector::Selector;
 
 /// Why a read failed, before it is turned into the WIT `cluster-error`.
@@ -52,15 +53,7 @@ pub trait ClusterReader: Send + Sync {
 pub struct ObjectSet {
     /// Keyed by (group, kind) so that any version of a kind finds it, then
     /// by (namespace, name).
-    objects: BTreeMap<(String, String), BTreeMap<(String, String), Value>>,
-}
-
-fn group_of(api_version: &str) -> &str {
-    api_version.split_once('/').map_or("", |(g, _)| g)
-}
-
-fn kind_key(api_version: &str, kind: &str) -> (String, String) {
-    (group_of(api_version).to_string(), kind.to_string())
+    objects: BTreeMap<GroupKind, BTreeMap<(String, String), Value>>,
 }
 
 impl ObjectSet {
@@ -83,7 +76,7 @@ impl ObjectSet {
             field(&["metadata", "name"]).ok_or_else(|| format!("{kind} has no metadata.name"))?;
         let namespace = field(&["metadata", "namespace"]).unwrap_or_default();
         self.objects
-            .entry(kind_key(&api_version, &kind))
+            .entry(GroupKind::from_api_version(&api_version, &kind))
             .or_default()
             .insert((namespace, name), object);
         Ok(())
@@ -109,7 +102,7 @@ impl ClusterReader for ObjectSet {
         let key = (namespace.unwrap_or_default().to_string(), name.to_string());
         Ok(self
             .objects
-            .get(&kind_key(api_version, kind))
+            .get(&GroupKind::from_api_version(api_version, kind))
             .and_then(|m| m.get(&key))
             .cloned())
     }
@@ -121,7 +114,7 @@ impl ClusterReader for ObjectSet {
         namespace: Option<&str>,
         selector: &Selector,
     ) -> Result<Vec<Value>, ReadError> {
-        let Some(by_name) = self.objects.get(&kind_key(api_version, kind)) else {
+        let Some(by_name) = self.objects.get(&GroupKind::from_api_version(api_version, kind)) else {
             return Ok(Vec::new());
         };
         Ok(by_name

@@ -8,6 +8,7 @@
 pub mod bindings;
 pub mod cluster;
 pub mod outcome;
+pub mod read_grant;
 pub mod selector;
 
 pub use bindings::operon::reconciler::types::{
@@ -16,6 +17,7 @@ pub use bindings::operon::reconciler::types::{
 };
 pub use cluster::{ClusterReader, ObjectSet};
 pub use outcome::{Outcome, PluginError};
+pub use read_grant::{Confinement, NotGranted, ReadGrant};
 
 /// The WIT package every component must target, as named in error messages.
 pub const PACKAGE: &str = "operon:reconciler@0.1.0";
@@ -25,7 +27,75 @@ pub const PACKAGE: &str = "operon:reconciler@0.1.0";
 /// which one is missing.
 pub const REQUIRED_EXPORTS: [&str; 3] = ["describe", "reconcile", "map-related"];
 
+/// A kind without its version: what grants, caches and ownership compare,
+/// since the API server converts between the versions of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKind {
+    /// Empty for the core group.
+    pub group: String,
+    pub kind: String,
+}
+
+impl GroupKind {
+    /// The kind named by an `apiVersion` and a kind.
+    pub fn from_api_version(api_version: &str, kind: &str) -> GroupKind {
+        GroupKind {
+            group: group_of(api_version).to_string(),
+            kind: kind.to_string(),
+        }
+    }
+
+    /// A grant entry: `group/version/Kind`, or `version/Kind` for the core
+    /// group (`apps/v1/Deployment`, `v1/Service`); the version does not
+    /// matter.
+    pub fn parse_entry(text: &str) -> GroupKind {
+        let parts: Vec<&str> = text.split('/').collect();
+        let (group, kind) = match parts.as_slice() {
+            [group, _version, kind] => (*group, *kind),
+            [_version, kind] => ("", *kind),
+            _ => ("", text),
+        };
+        GroupKind {
+            group: group.to_string(),
+            kind: kind.to_string(),
+        }
+    }
+
+    pub fn is_secret(&self) -> bool {
+        self.group.is_empty() && self.kind == "Secret"
+    }
+}
+
+impl From<&Gvk> for GroupKind {
+    fn from(gvk: &Gvk) -> GroupKind {
+        GroupKind {
+            group: gvk.group.clone(),
+            kind: gvk.kind.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for GroupKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.group.as_str() {
+            "" => f.write_str(&self.kind),
+            group => write!(f, "{}.{group}", self.kind),
+        }
+    }
+}
+
+/// The group of an `apiVersion` (`apps/v1` → `apps`, `v1` → the core
+/// group, empty).
+pub fn group_of(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(g, _)| g)
+}
+
 impl Gvk {
+    /// The kind without its version.
+    pub fn group_kind(&self) -> GroupKind {
+        GroupKind::from(self)
+    }
+
     /// The `apiVersion` string of this kind: `group/version`, or `version`
     /// for the core group.
     pub fn api_version(&self) -> String {

@@ -13,8 +13,7 @@ use crate::contract::bindings::Reconciler;
 use crate::contract::bindings::operon::reconciler::{cluster, log};
 use crate::contract::cluster::{ClusterReader, ReadError};
 use crate::contract::selector::Selector;
-use crate::contract::{ClusterError, LogLevel};
-use crate::plugin::ReadGrant;
+use crate::contract::{ClusterError, LogLevel, ReadGrant};
 
 /// Store data of one call.
 pub struct StoreState {

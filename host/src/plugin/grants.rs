@@ -44,7 +44,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::privileged;
-use crate::contract::{Gvk, Registration};
+use crate::contract::{Confinement, GroupKind, Gvk, ReadGrant, Registration};
 use crate::engine::Limits;
 
 /// The grants file.
@@ -162,24 +162,6 @@ pub enum Missing {
     Patches(Gvk),
 }
 
-/// (group, kind) of a grant entry.
-fn parse_kind(text: &str) -> (String, String) {
-    let parts: Vec<&str> = text.split('/').collect();
-    match parts.as_slice() {
-        [group, _version, kind] => (group.to_string(), kind.to_string()),
-        [_version, kind] => (String::new(), kind.to_string()),
-        _ => (String::new(), text.to_string()),
-    }
-}
-
-fn key(gvk: &Gvk) -> (String, String) {
-    (gvk.group.clone(), gvk.kind.clone())
-}
-
-fn is_secret(gvk: &Gvk) -> bool {
-    gvk.group.is_empty() && gvk.kind == "Secret"
-}
-
 impl Grant {
     /// The default: own what it declares (but no kind that confers power),
     /// read nothing else, parent's namespace only.
@@ -215,18 +197,18 @@ impl Grant {
         }
     }
 
-    fn owns_kinds(&self, reg: &Registration) -> Vec<(String, String)> {
+    fn owns_kinds(&self, reg: &Registration) -> Vec<GroupKind> {
         match &self.owns {
-            Some(list) => list.iter().map(|k| parse_kind(k)).collect(),
-            None => reg.owns.iter().map(key).collect(),
+            Some(list) => entries(list),
+            None => reg.owns.iter().map(GroupKind::from).collect(),
         }
     }
 
     /// Every grant the registration asks for and this grant lacks.
     pub fn missing(&self, reg: &Registration) -> Vec<Missing> {
         let owns = self.owns_kinds(reg);
-        let reads: Vec<_> = self.reads.iter().map(|k| parse_kind(k)).collect();
-        let patches: Vec<_> = self.patches.iter().map(|k| parse_kind(k)).collect();
+        let reads = entries(&self.reads);
+        let patches = entries(&self.patches);
         let mut missing = Vec::new();
         for gvk in &reg.owns {
             match privileged::why(gvk) {
@@ -234,7 +216,7 @@ impl Grant {
                     kind: gvk.clone(),
                     why,
                 }),
-                _ if !owns.contains(&key(gvk)) => missing.push(Missing::Owns(gvk.clone())),
+                _ if !owns.contains(&gvk.group_kind()) => missing.push(Missing::Owns(gvk.clone())),
                 _ => {}
             }
         }
@@ -244,10 +226,11 @@ impl Grant {
             .iter()
             .chain(reg.related.iter().map(|r| &r.kind));
         for gvk in wanted_reads {
-            let granted = if is_secret(gvk) {
+            let gk = gvk.group_kind();
+            let granted = if gk.is_secret() {
                 self.secrets
             } else {
-                reads.contains(&key(gvk)) || owns.contains(&key(gvk))
+                reads.contains(&gk) || owns.contains(&gk)
             };
             if !granted {
                 missing.push(Missing::Reads(gvk.clone()));
@@ -257,7 +240,7 @@ impl Grant {
             missing.push(Missing::Secrets);
         }
         for gvk in &reg.capabilities.patches {
-            if !patches.contains(&key(gvk)) {
+            if !patches.contains(&gvk.group_kind()) {
                 missing.push(Missing::Patches(gvk.clone()));
             }
         }
@@ -271,24 +254,25 @@ impl Grant {
         self.owns
             .iter()
             .flatten()
-            .any(|k| parse_kind(k) == key(gvk))
+            .any(|k| GroupKind::parse_entry(k) == gvk.group_kind())
     }
 
-    /// The read side of this grant for a registration.
+    /// The read side of this grant for a registration: its parent, owned
+    /// and read kinds (Secrets only with `secrets: true`, owned or not).
     pub fn read_grant(&self, reg: &Registration) -> ReadGrant {
-        // Secrets are read only with `secrets: true`, owned or not.
-        let not_secret = |(g, k): &(String, String)| !(g.is_empty() && k == "Secret");
-        let mut kinds = vec![key(&reg.parent.kind)];
-        kinds.extend(self.owns_kinds(reg).into_iter().filter(not_secret));
-        kinds.extend(self.reads.iter().map(|k| parse_kind(k)).filter(not_secret));
+        let mut kinds = vec![reg.parent.kind.group_kind()];
+        kinds.extend(self.owns_kinds(reg));
+        kinds.extend(entries(&self.reads));
+        kinds.retain(|k| !k.is_secret());
         if self.secrets {
-            kinds.push((String::new(), "Secret".into()));
+            kinds.push(GroupKind::from_api_version("v1", "Secret"));
         }
-        kinds.dedup();
-        ReadGrant {
-            kinds,
-            namespaces: self.namespaces.clone(),
-        }
+        let confinement = match &self.namespaces {
+            Namespaces::Word(NamespaceWord::All) => Confinement::All,
+            Namespaces::Word(NamespaceWord::Parent) | Namespaces::Parent => Confinement::Parent,
+            Namespaces::List(list) => Confinement::List(list.clone()),
+        };
+        ReadGrant::new(kinds, confinement)
     }
 
     /// The host's limits with this grant's overrides.
@@ -307,66 +291,15 @@ impl Grant {
     }
 }
 
-/// What one plugin may read, checked on every `cluster.get/list`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReadGrant {
-    /// (group, kind) pairs; versions are not part of a grant.
-    kinds: Vec<(String, String)>,
-    namespaces: Namespaces,
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum NotGranted {
-    #[error("reads of {kind} ({api_version}) are not granted to this plugin")]
-    Kind { api_version: String, kind: String },
-    #[error("reads in namespace {0} are not granted to this plugin")]
-    Namespace(String),
-    #[error("reads across all namespaces are not granted to this plugin")]
-    AllNamespaces,
-}
-
-impl ReadGrant {
-    /// Grants nothing.
-    pub fn none() -> ReadGrant {
-        ReadGrant::default()
-    }
-
-    /// Whether a read of `kind` in `namespace` (`None`: all namespaces or a
-    /// cluster-scoped kind) is allowed, for a parent in `parent_ns`.
-    pub fn check(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: Option<&str>,
-        parent_ns: Option<&str>,
-    ) -> Result<(), NotGranted> {
-        let group = api_version.split_once('/').map_or("", |(g, _)| g);
-        if !self.kinds.iter().any(|(g, k)| g == group && k == kind) {
-            return Err(NotGranted::Kind {
-                api_version: api_version.to_string(),
-                kind: kind.to_string(),
-            });
-        }
-        let allowed = |ns: &str| match &self.namespaces {
-            Namespaces::Word(NamespaceWord::All) => true,
-            Namespaces::Word(NamespaceWord::Parent) | Namespaces::Parent => Some(ns) == parent_ns,
-            Namespaces::List(list) => Some(ns) == parent_ns || list.iter().any(|n| n == ns),
-        };
-        match namespace {
-            Some(ns) if allowed(ns) => Ok(()),
-            Some(ns) => Err(NotGranted::Namespace(ns.to_string())),
-            // A cluster-scoped parent has no namespace to be confined to.
-            None if parent_ns.is_none() => Ok(()),
-            None if matches!(self.namespaces, Namespaces::Word(NamespaceWord::All)) => Ok(()),
-            None => Err(NotGranted::AllNamespaces),
-        }
-    }
+/// Grant entries as kinds.
+fn entries(list: &[String]) -> Vec<GroupKind> {
+    list.iter().map(|k| GroupKind::parse_entry(k)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::ParentKind;
+    use crate::contract::{NotGranted, ParentKind};
     use crate::contract::bindings::operon::reconciler::types::Capabilities;
 
     fn gvk(g: &str, v: &str, k: &str) -> Gvk {

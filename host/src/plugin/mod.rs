@@ -21,11 +21,11 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::Store;
 
 pub use error::{CallError, LoadError};
-pub use grants::{Grant, GrantsFile, Missing, NotGranted, ReadGrant};
+pub use grants::{Grant, GrantsFile, Missing};
 
 use crate::contract::bindings::{Reconciler, ReconcilerPre};
 use crate::contract::cluster::ClusterReader;
-use crate::contract::{ObjectRef, ObjectSet, Outcome, Registration, Request};
+use crate::contract::{ObjectRef, ObjectSet, Outcome, ReadGrant, Registration, Request};
 use crate::engine::{self, Engine, Limits, StoreState, TrapReason, state::CallEnv};
 
 /// Facts about the component, for `operon inspect` and metrics.

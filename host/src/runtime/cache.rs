@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::queue::Priority;
 use crate::apply::claim::{Existing, Known};
-use crate::contract::Gvk;
+use crate::contract::{GroupKind, Gvk, group_of};
 use crate::contract::cluster::{ClusterReader, ReadError};
 use crate::contract::selector::Selector;
 use crate::kinds::{Kinds, Resolved};
@@ -100,17 +100,12 @@ impl KindWatch {
     }
 }
 
-type KindKey = (String, String);
-
-fn key_of(gvk: &Gvk) -> KindKey {
-    (gvk.group.clone(), gvk.kind.clone())
-}
 
 /// All watches of the host.
 pub struct Caches {
     kinds: Arc<Kinds>,
     namespace: Option<String>,
-    watches: Mutex<HashMap<KindKey, Arc<KindWatch>>>,
+    watches: Mutex<HashMap<GroupKind, Arc<KindWatch>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -131,7 +126,7 @@ impl Caches {
 
     /// The watch of a kind, opened on first use and shared after.
     pub async fn acquire(&self, gvk: &Gvk) -> anyhow::Result<Arc<KindWatch>> {
-        let key = key_of(gvk);
+        let key = gvk.group_kind();
         if let Some(w) = self.lock().get(&key) {
             w.users.fetch_add(1, Ordering::SeqCst);
             return Ok(w.clone());
@@ -152,7 +147,7 @@ impl Caches {
     /// Gives up one use of a kind's watch; the last user closes it.
     pub fn release(&self, gvk: &Gvk) {
         let mut watches = self.lock();
-        let key = key_of(gvk);
+        let key = gvk.group_kind();
         let last = watches
             .get(&key)
             .is_some_and(|w| w.users.fetch_sub(1, Ordering::SeqCst) == 1);
@@ -165,7 +160,10 @@ impl Caches {
     /// A watch already open, for reads.
     pub fn get(&self, group: &str, kind: &str) -> Option<Arc<KindWatch>> {
         self.lock()
-            .get(&(group.to_string(), kind.to_string()))
+            .get(&GroupKind {
+                group: group.to_string(),
+                kind: kind.to_string(),
+            })
             .cloned()
     }
 
@@ -174,7 +172,7 @@ impl Caches {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KindKey, Arc<KindWatch>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKind, Arc<KindWatch>>> {
         self.watches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -243,10 +241,6 @@ impl Existing for OwnedCaches<'_> {
 /// `cluster.get/list` for plugins, from the shared caches.
 pub struct CacheReader {
     pub caches: Arc<Caches>,
-}
-
-fn group_of(api_version: &str) -> &str {
-    api_version.split_once('/').map_or("", |(g, _)| g)
 }
 
 impl CacheReader {

@@ -152,6 +152,7 @@ fn a_hundred_thousand_children_are_refused_before_anything_is_applied() {
         &|_| Some(true),
     )
     .unwrap_err();
+    let err = err.to_string();
     assert!(err.contains("100000") && err.contains("1000"), "{err}");
 }
 

@@ -8,8 +8,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::field_manager;
-use super::validate::{describe, gvk_of, str_at};
-use crate::kinds::Kinds;
+use super::validate::{describe, group_kind_of, str_at};
+use crate::contract::GroupKind;
+use crate::kinds::{Kinds, Resolved};
 
 /// Label naming the plugin that manages a child.
 pub const PLUGIN_LABEL: &str = "operon.dev/plugin";
@@ -100,31 +101,29 @@ pub fn describe_obj(obj: &Value) -> String {
 }
 
 /// Server-side applies a prepared child (forced, field manager
-/// `operon/<plugin>`). Errors name the child.
-pub async fn apply(kinds: &Kinds, plugin: &str, child: &Value) -> anyhow::Result<DynamicObject> {
-    let what = describe_obj(child);
-    let kind = kinds
-        .resolve(&gvk_of(child))
-        .await
-        .with_context(|| format!("applying {what}"))?;
-    let api = kinds.api(&kind, str_at(child, "/metadata/namespace"));
+/// `operon/<plugin>`) of the resolved `kind`. Errors name the child.
+pub async fn apply(
+    kinds: &Kinds,
+    kind: &Resolved,
+    plugin: &str,
+    child: &Value,
+) -> anyhow::Result<DynamicObject> {
+    let api = kinds.api(kind, str_at(child, "/metadata/namespace"));
     let name = str_at(child, "/metadata/name").unwrap_or_default();
     let params = PatchParams::apply(&field_manager(plugin)).force();
     api.patch(name, &params, &Patch::Apply(child))
         .await
         .map_err(crate::api::concise)
-        .with_context(|| format!("server-side apply of {what} failed"))
+        .with_context(|| format!("server-side apply of {} failed", describe_obj(child)))
 }
 
-/// Identity of a child for pruning: group, kind, namespace, name (versions
-/// may differ).
-fn key(obj: &Value) -> (String, String, Option<String>, String) {
-    let gvk = gvk_of(obj);
+/// Identity of a child for pruning: kind without version, namespace, name.
+fn key(obj: &Value) -> (GroupKind, Option<String>, String) {
     let ns = str_at(obj, "/metadata/namespace").map(str::to_string);
     let name = str_at(obj, "/metadata/name")
         .unwrap_or_default()
         .to_string();
-    (gvk.group, gvk.kind, ns, name)
+    (group_kind_of(obj), ns, name)
 }
 
 /// The observed children that are not desired (and not already being
@@ -138,46 +137,37 @@ pub fn stale<'a>(desired: &[Value], observed: &'a [Value]) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Deletes the observed children (the caller's: controlled by this parent,
-/// of owned kinds) that `desired` (prepared children) no longer lists, with
-/// background propagation and a precondition on the observed uid, so that a
-/// newer object of the same name is never deleted. Returns what was deleted
-/// as `Kind namespace/name`; objects already gone are skipped.
+/// Deletes one stale child (the caller's: controlled by this parent, of an
+/// owned kind, no longer desired) with background propagation and a
+/// precondition on the observed uid, so that a newer object of the same
+/// name is never deleted. Returns it as `Kind namespace/name` when it was
+/// deleted, `None` when it was already gone or replaced.
 pub async fn prune(
     kinds: &Kinds,
+    kind: &Resolved,
     plugin: &str,
-    desired: &[Value],
-    observed: &[Value],
-) -> anyhow::Result<Vec<String>> {
-    let mut deleted = vec![];
-    for obj in stale(desired, observed) {
-        let what = describe_obj(obj);
-        let kind = kinds
-            .resolve(&gvk_of(obj))
-            .await
-            .with_context(|| format!("pruning {what}"))?;
-        let api = kinds.api(&kind, str_at(obj, "/metadata/namespace"));
-        let params = DeleteParams::background().preconditions(Preconditions {
-            uid: str_at(obj, "/metadata/uid").map(str::to_string),
-            resource_version: None,
-        });
-        match api
-            .delete(str_at(obj, "/metadata/name").unwrap_or_default(), &params)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(plugin, child = %what, "pruned child");
-                deleted.push(what);
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-                tracing::debug!(plugin, child = %what, "child already gone or replaced")
-            }
-            Err(e) => {
-                return Err(crate::api::concise(e)).with_context(|| format!("pruning {what} failed"));
-            }
+    obj: &Value,
+) -> anyhow::Result<Option<String>> {
+    let what = describe_obj(obj);
+    let api = kinds.api(kind, str_at(obj, "/metadata/namespace"));
+    let params = DeleteParams::background().preconditions(Preconditions {
+        uid: str_at(obj, "/metadata/uid").map(str::to_string),
+        resource_version: None,
+    });
+    match api
+        .delete(str_at(obj, "/metadata/name").unwrap_or_default(), &params)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(plugin, child = %what, "pruned child");
+            Ok(Some(what))
         }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+            tracing::debug!(plugin, child = %what, "child already gone or replaced");
+            Ok(None)
+        }
+        Err(e) => Err(crate::api::concise(e)).with_context(|| format!("pruning {what} failed")),
     }
-    Ok(deleted)
 }
 
 #[cfg(test)]

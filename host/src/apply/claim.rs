@@ -83,21 +83,39 @@ impl Claim {
 
     /// Why applying onto the object is refused, if it is (`adopt`: the
     /// grant's consent to adopt objects no one controls).
-    pub fn refusal(&self, kind: &str, ns: Option<&str>, name: &str, adopt: bool) -> Option<String> {
-        let what = describe(kind, ns, name);
+    pub fn refusal(
+        &self,
+        kind: &str,
+        ns: Option<&str>,
+        name: &str,
+        adopt: bool,
+    ) -> Option<Refused> {
+        let object = describe(kind, ns, name);
         match self {
             Claim::Absent | Claim::Ours => None,
             Claim::Unowned if adopt => None,
-            Claim::Unowned => Some(format!(
-                "{what} exists and no one controls it; the host adopts an existing object only \
-                 when the plugin's grant says adopt: true"
-            )),
-            Claim::Other(owner) => Some(format!(
-                "{what} exists and is controlled by {owner}; the host never takes over another \
-                 owner's object"
-            )),
+            Claim::Unowned => Some(Refused::Unowned { object }),
+            Claim::Other(owner) => Some(Refused::Other {
+                object,
+                owner: owner.clone(),
+            }),
         }
     }
+}
+
+/// Why a child is not applied onto an existing object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(
+        "{object} exists and no one controls it; the host adopts an existing object only when \
+         the plugin's grant says adopt: true"
+    )]
+    Unowned { object: String },
+    #[error(
+        "{object} exists and is controlled by {owner}; the host never takes over another \
+         owner's object"
+    )]
+    Other { object: String, owner: String },
 }
 
 #[cfg(test)]
@@ -146,7 +164,10 @@ mod tests {
     fn refusals_name_the_object_and_the_owner() {
         let other = Claim::Other("Memcached other (uid u2)".into());
         assert_eq!(
-            other.refusal("ConfigMap", Some("demo"), "x", true).unwrap(),
+            other
+                .refusal("ConfigMap", Some("demo"), "x", true)
+                .unwrap()
+                .to_string(),
             "ConfigMap demo/x exists and is controlled by Memcached other (uid u2); the host \
              never takes over another owner's object"
         );
@@ -155,6 +176,7 @@ mod tests {
             unowned
                 .refusal("ConfigMap", Some("demo"), "x", false)
                 .unwrap()
+                .to_string()
                 .contains("adopt: true")
         );
         assert_eq!(unowned.refusal("ConfigMap", Some("demo"), "x", true), None);

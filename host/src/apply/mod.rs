@@ -31,19 +31,16 @@ pub mod children;
 pub mod claim;
 pub mod events;
 pub mod finalizer;
+mod patch;
 pub mod status;
 pub mod validate;
 
-use std::collections::HashMap;
-
 use anyhow::Context as _;
-use kube::api::{Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::contract::outcome::DecodedPatch;
-use crate::contract::{Gvk, Outcome, PatchType, Registration};
 use crate::api::concise;
-use crate::kinds::Kinds;
+use crate::contract::{Gvk, Outcome, Registration};
+use crate::kinds::{Kinds, Resolved};
 use claim::{Claim, Existing, Known};
 
 /// Default limit on the number of children of one parent.
@@ -60,15 +57,18 @@ pub enum ApplyError {
     /// The answer was refused whole; nothing of it was applied. Retrying the
     /// same answer cannot help: wait for the parent (or plugin) to change.
     #[error("invalid output: {0}")]
-    Invalid(String),
+    Invalid(#[from] validate::Refusal),
     /// The answer, its status or a child is over its size limit; nothing
     /// was applied. The same answer would be refused again.
-    #[error("{0}")]
-    TooLarge(String),
+    #[error(transparent)]
+    TooLarge(#[from] validate::TooLarge),
     /// A child names an object this parent does not control; nothing was
     /// applied. Retry with backoff: the other object may go away.
-    #[error("{0}")]
-    NotOurs(String),
+    #[error("child #{index}: {refused}")]
+    NotOurs {
+        index: usize,
+        refused: claim::Refused,
+    },
     /// An API call failed (possibly after some children were applied);
     /// retry with backoff.
     #[error("{0:#}")]
@@ -83,12 +83,31 @@ pub struct Checks {
     pub max_children: usize,
     pub sizes: validate::SizeLimits,
     /// Check the answer against the plugin's grant; false only under the
-    /// test hook described at [`widen`].
+    /// test hook described at [`Checks::enforce_grants`]: the registration
+    /// is then widened to every kind the answer writes (`operon run
+    /// --unsafe-skip-grant-checks`, which shows that with `--impersonate`
+    /// the API server still refuses what the grant does not allow).
+    /// Structural checks (names, namespaces, duplicates, limits) stay.
     pub enforce_grants: bool,
     /// The grant's `adopt`: take existing objects no one controls.
     pub adopt: bool,
     /// The grant's `serviceAccountTokens`.
     pub service_account_tokens: bool,
+}
+
+/// Who applies, for which plugin, with what: everything [`apply_outcome`]
+/// needs besides the parent and the answer.
+pub struct Writer<'a> {
+    /// Where the writes go: the host's client, or one acting as the
+    /// plugin's ServiceAccount (`--impersonate`).
+    pub kinds: &'a Kinds,
+    pub plugin: &'a str,
+    pub registration: &'a Registration,
+    /// The owned kinds, resolved once when the plugin's controller started.
+    pub owned: &'a [Resolved],
+    pub checks: Checks,
+    /// Where the claims of step 3 are looked up first.
+    pub existing: &'a dyn Existing,
 }
 
 /// What [`apply_outcome`] did.
@@ -102,53 +121,75 @@ pub struct AppliedSummary {
     pub patched: usize,
 }
 
+impl Writer<'_> {
+    /// The resolved kind of a child: one of the owned kinds (no lookup), or
+    /// through discovery (a version other than the registration's, or the
+    /// test hook's widened kinds).
+    async fn kind_of(&self, gvk: &Gvk) -> anyhow::Result<Resolved> {
+        match self.owned.iter().find(|k| k.gvk == *gvk) {
+            Some(k) => Ok(k.clone()),
+            None => self.kinds.resolve(gvk).await,
+        }
+    }
+
+    /// Whether an owned kind is namespaced (`None`: not owned).
+    fn scope(&self, gvk: &Gvk) -> Option<bool> {
+        self.owned
+            .iter()
+            .find(|k| k.gvk.same_kind(gvk))
+            .map(|k| k.namespaced)
+    }
+}
+
 /// Validates and applies an outcome's children, pruning and patches (steps
 /// 1–6 of the module docs). `observed_children` are the children of owned
-/// kinds controlled by this parent; `existing` is where the claims of step
-/// 3 are looked up first. Status and events are left to the caller.
-#[allow(clippy::too_many_arguments)]
+/// kinds controlled by this parent. Status and events are left to the
+/// caller.
 pub async fn apply_outcome(
-    kinds: &Kinds,
-    plugin: &str,
-    reg: &Registration,
+    w: &Writer<'_>,
     parent: &Value,
     observed_children: &[Value],
     outcome: &Outcome,
-    checks: Checks,
-    existing: &dyn Existing,
 ) -> Result<AppliedSummary, ApplyError> {
-    validate::check_sizes(outcome, &checks.sizes).map_err(ApplyError::TooLarge)?;
+    let checks = &w.checks;
+    validate::check_sizes(outcome, &checks.sizes)?;
     let widened;
     let reg = if checks.enforce_grants {
-        reg
+        w.registration
     } else {
-        widened = widen(reg, outcome);
+        widened = widen(w.registration, outcome);
         &widened
     };
-    let mut scopes = HashMap::new();
-    for gvk in &reg.owns {
-        let kind = kinds.resolve(gvk).await?;
-        scopes.insert((gvk.group.clone(), gvk.kind.clone()), kind.namespaced);
+    let mut scopes = std::collections::HashMap::new();
+    for gvk in reg.owns.iter().filter(|g| w.scope(g).is_none()) {
+        scopes.insert(gvk.group_kind(), w.kind_of(gvk).await?.namespaced);
     }
-    let scope = |g: &Gvk| scopes.get(&(g.group.clone(), g.kind.clone())).copied();
+    let scope = |g: &Gvk| w.scope(g).or_else(|| scopes.get(&g.group_kind()).copied());
     let grant = validate::WriteGrant {
         max_children: checks.max_children,
         service_account_tokens: checks.service_account_tokens || !checks.enforce_grants,
     };
-    validate::check(outcome, reg, parent, &grant, &scope).map_err(ApplyError::Invalid)?;
+    validate::check(outcome, reg, parent, &grant, &scope)?;
 
     let desired: Vec<Value> = outcome
         .children
         .iter()
-        .map(|c| children::prepare(c.clone(), parent, plugin))
+        .map(|c| children::prepare(c.clone(), parent, w.plugin))
         .collect();
-    check_claims(kinds, parent, &desired, existing, checks.adopt).await?;
+    check_claims(w, parent, &desired).await?;
     for child in &desired {
-        children::apply(kinds, plugin, child).await?;
+        let kind = w.kind_of(&validate::gvk_of(child)).await?;
+        children::apply(w.kinds, &kind, w.plugin, child).await?;
     }
-    let pruned = children::prune(kinds, plugin, &desired, observed_children).await?;
+    let mut pruned = Vec::new();
+    for stale in children::stale(&desired, observed_children) {
+        let kind = w.kind_of(&validate::gvk_of(stale)).await?;
+        if let Some(gone) = children::prune(w.kinds, &kind, w.plugin, stale).await? {
+            pruned.push(gone);
+        }
+    }
     for p in &outcome.patches {
-        patch(kinds, plugin, p).await?;
+        patch::send(w.kinds, w.plugin, p).await?;
     }
     Ok(AppliedSummary {
         applied: desired.len(),
@@ -158,24 +199,19 @@ pub async fn apply_outcome(
 }
 
 /// Step 3: every (prepared) child is absent or this parent's already, or
-/// no one's and `adopt` allows taking it.
-async fn check_claims(
-    kinds: &Kinds,
-    parent: &Value,
-    desired: &[Value],
-    existing: &dyn Existing,
-    adopt: bool,
-) -> Result<(), ApplyError> {
+/// no one's and the grant's `adopt` allows taking it.
+async fn check_claims(w: &Writer<'_>, parent: &Value, desired: &[Value]) -> Result<(), ApplyError> {
     let parent_uid = validate::str_at(parent, "/metadata/uid").unwrap_or_default();
-    for (i, child) in desired.iter().enumerate() {
+    for (index, child) in desired.iter().enumerate() {
         let gvk = validate::gvk_of(child);
         let ns = validate::str_at(child, "/metadata/namespace");
         let name = validate::str_at(child, "/metadata/name").unwrap_or_default();
-        let claim = match existing.known(&gvk, ns, name) {
+        let claim = match w.existing.known(&gvk, ns, name) {
             Known::Cached(found) => Claim::of(found.as_deref().map(|o| &o.metadata), parent_uid),
             Known::Unknown => {
-                let kind = kinds.resolve(&gvk).await?;
-                let found = kinds
+                let kind = w.kind_of(&gvk).await?;
+                let found = w
+                    .kinds
                     .api(&kind, ns)
                     .get_opt(name)
                     .await
@@ -189,17 +225,15 @@ async fn check_claims(
                 Claim::of(found.as_ref().map(|o| &o.metadata), parent_uid)
             }
         };
-        if let Some(why) = claim.refusal(&gvk.kind, ns, name, adopt) {
-            return Err(ApplyError::NotOurs(format!("child #{i}: {why}")));
+        if let Some(refused) = claim.refusal(&gvk.kind, ns, name, w.checks.adopt) {
+            return Err(ApplyError::NotOurs { index, refused });
         }
     }
     Ok(())
 }
 
-/// The registration widened to every kind the answer writes: the test hook
-/// `operon run --unsafe-skip-grant-checks`, which shows that with
-/// `--impersonate` the API server still refuses what the grant does not
-/// allow. Structural checks (names, namespaces, duplicates, limits) stay.
+/// The registration widened to every kind the answer writes (the test hook
+/// of [`Checks::enforce_grants`]).
 fn widen(reg: &Registration, outcome: &Outcome) -> Registration {
     let mut reg = reg.clone();
     for child in &outcome.children {
@@ -215,96 +249,4 @@ fn widen(reg: &Registration, outcome: &Outcome) -> Registration {
         }
     }
     reg
-}
-
-/// Applies one patch to a non-owned object (already validated against the
-/// plugin's grants). Merge and JSON patches go as they are; `apply` is a
-/// forced server-side apply with field manager `operon/<plugin>` (the grant
-/// is the operator's consent to take the fields over), with apiVersion,
-/// kind and name filled in from the target when the body lacks them.
-pub async fn patch(kinds: &Kinds, plugin: &str, p: &DecodedPatch) -> anyhow::Result<()> {
-    let t = &p.target;
-    let what = match &t.namespace {
-        Some(ns) => format!("{} {ns}/{}", t.kind, t.name),
-        None => format!("{} {}", t.kind, t.name),
-    };
-    let kind = kinds
-        .resolve(&Gvk::from_api_version(&t.api_version, &t.kind))
-        .await?;
-    let api = kinds.api(&kind, t.namespace.as_deref());
-    let manager = field_manager(plugin);
-    let (params, body) = match p.patch_type {
-        PatchType::Merge => (params_for(&manager), Patch::Merge(p.body.clone())),
-        PatchType::Json => (params_for(&manager), validate::json_patch(&p.body)?),
-        PatchType::Apply => {
-            let mut body = p.body.clone();
-            if p.subresource.is_none() {
-                fill_identity(
-                    &mut body,
-                    t.api_version.as_str(),
-                    &t.kind,
-                    &t.name,
-                    t.namespace.as_deref(),
-                );
-            }
-            (PatchParams::apply(&manager).force(), Patch::Apply(body))
-        }
-    };
-    let result = match &p.subresource {
-        Some(sub) => api.patch_subresource(sub, &t.name, &params, &body).await,
-        None => api.patch(&t.name, &params, &body).await,
-    };
-    let sub = p
-        .subresource
-        .as_ref()
-        .map(|s| format!(" ({s})"))
-        .unwrap_or_default();
-    result
-        .map_err(concise)
-        .with_context(|| format!("patching {what}{sub} failed"))?;
-    Ok(())
-}
-
-fn params_for(manager: &str) -> PatchParams {
-    PatchParams {
-        field_manager: Some(manager.to_string()),
-        ..PatchParams::default()
-    }
-}
-
-fn fill_identity(body: &mut Value, api_version: &str, kind: &str, name: &str, ns: Option<&str>) {
-    let Some(obj) = body.as_object_mut() else {
-        return;
-    };
-    obj.entry("apiVersion")
-        .or_insert_with(|| json!(api_version));
-    obj.entry("kind").or_insert_with(|| json!(kind));
-    let meta = obj.entry("metadata").or_insert_with(|| json!({}));
-    if let Some(meta) = meta.as_object_mut() {
-        meta.entry("name").or_insert_with(|| json!(name));
-        if let Some(ns) = ns {
-            meta.entry("namespace").or_insert_with(|| json!(ns));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn apply_patches_get_their_identity_from_the_target() {
-        let mut body = json!({"spec": {"instances": 3}});
-        fill_identity(
-            &mut body,
-            "db.operon.dev/v1",
-            "PostgresCluster",
-            "pg",
-            Some("demo"),
-        );
-        assert_eq!(body["apiVersion"], "db.operon.dev/v1");
-        assert_eq!(body["kind"], "PostgresCluster");
-        assert_eq!(body["metadata"], json!({"name": "pg", "namespace": "demo"}));
-        assert_eq!(body["spec"]["instances"], 3);
-    }
 }

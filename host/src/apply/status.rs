@@ -26,6 +26,8 @@ pub mod reason {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// The API server refused the parent's new status.
     pub const STATUS_WRITE_FAILED: &str = "StatusWriteFailed";
+    /// Adding or removing the plugin's finalizer failed.
+    pub const FINALIZER_FAILED: &str = "FinalizerFailed";
 }
 
 /// The condition type the host owns.

@@ -1,12 +1,16 @@
 //! Checking a whole answer before anything of it is applied.
+//!
+//! Each refusal is a [`Refusal`] naming the offending part (`child #i (Kind
+//! namespace/name)`, `patch #i (...)`) and why, in words a plugin author
+//! can act on; the whole answer is refused on the first one.
 
 use std::collections::HashMap;
 
 use kube::api::Patch;
 use serde_json::Value;
 
-use crate::contract::outcome::describe_child;
-use crate::contract::{Gvk, Outcome, PatchType, Registration};
+use crate::contract::outcome::{DecodeError, DecodedPatch, describe_child};
+use crate::contract::{GroupKind, Gvk, Outcome, PatchType, Registration};
 use crate::plugin::privileged;
 
 /// Size limits of an answer, in bytes of JSON (the plugin's limits).
@@ -17,17 +21,30 @@ pub struct SizeLimits {
     pub response: usize,
 }
 
+/// A part of an answer over its size limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is {} of JSON, over the limit of {} (raise limits.{setting} in the plugin's grant)", human(*size), human(*limit))]
+pub struct TooLarge {
+    /// `the status`, `child #i (...)` or `the answer`.
+    pub what: String,
+    pub size: usize,
+    pub limit: usize,
+    /// The grant's setting that raises the limit.
+    pub setting: &'static str,
+}
+
 /// Refuses an answer over its size limits, saying the size, the limit and
 /// the grant setting that raises it. Checked first: nothing else of a huge
 /// answer is worth looking at.
-pub fn check_sizes(outcome: &Outcome, limits: &SizeLimits) -> Result<(), String> {
+pub fn check_sizes(outcome: &Outcome, limits: &SizeLimits) -> Result<(), TooLarge> {
     let sizes = outcome.sizes();
-    let over = |what: String, size: usize, limit: usize, setting: &str| {
-        Err(format!(
-            "{what} is {} of JSON, over the limit of {} (raise limits.{setting} in the plugin's grant)",
-            human(size),
-            human(limit)
-        ))
+    let over = |what: String, size, limit, setting| {
+        Err(TooLarge {
+            what,
+            size,
+            limit,
+            setting,
+        })
     };
     if sizes.status > limits.status {
         return over(
@@ -81,8 +98,80 @@ pub struct WriteGrant {
     pub service_account_tokens: bool,
 }
 
-/// Refuses an outcome that must not be applied, with a message naming the
-/// offending part (`child #i (Kind namespace/name)`, `patch #i (...)`).
+/// Why an answer is refused whole.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("plugin {plugin} returned {count} children; at most {max} are allowed per parent")]
+    TooManyChildren {
+        plugin: String,
+        count: usize,
+        max: usize,
+    },
+    /// A child that is not an object, or lacks apiVersion, kind or name.
+    #[error("child #{index}: {error}")]
+    Malformed { index: usize, error: DecodeError },
+    #[error("child #{index} ({child}): {why}")]
+    Child {
+        index: usize,
+        /// `Kind namespace/name`.
+        child: String,
+        why: Box<ChildRefusal>,
+    },
+    #[error("patch #{index} ({target}): {why}")]
+    Patch {
+        index: usize,
+        target: String,
+        why: Box<PatchRefusal>,
+    },
+    #[error("status must be a JSON object")]
+    StatusNotObject,
+}
+
+/// Why one child is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChildRefusal {
+    #[error("kind {kind} is not owned by plugin {plugin}; it owns {owns}")]
+    NotOwned {
+        kind: Gvk,
+        plugin: String,
+        owns: String,
+    },
+    #[error(
+        "a Secret of type {} makes the API server mint a token for a ServiceAccount; \
+         plugin {plugin} may create one only with serviceAccountTokens: true in its grant",
+        privileged::SERVICE_ACCOUNT_TOKEN
+    )]
+    TokenSecret { plugin: String },
+    #[error("kind {0} is cluster-scoped and cannot be owned by a namespaced parent")]
+    ClusterScoped(Gvk),
+    #[error("kind {0} is namespaced: a child of a cluster-scoped parent needs metadata.namespace")]
+    NeedsNamespace(Gvk),
+    #[error(
+        "namespace {own} is not the parent's namespace {parent}; children live in their parent's namespace"
+    )]
+    OtherNamespace { own: String, parent: String },
+    #[error("duplicate of child #{0}")]
+    Duplicate(usize),
+}
+
+/// Why one patch is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PatchRefusal {
+    #[error("the target has no name")]
+    NoName,
+    #[error("plugin {plugin} has no patches grant on kind {kind}; it may patch {grants}")]
+    NotGranted {
+        plugin: String,
+        kind: Gvk,
+        grants: String,
+    },
+    #[error("the body is not a JSON patch: {0}")]
+    NotJsonPatch(String),
+    #[error("the body must be a JSON object")]
+    NotObject,
+}
+
+/// Refuses an outcome that must not be applied (see [`Refusal`]).
 ///
 /// `scope` tells whether an owned kind is namespaced (`None`: unknown, the
 /// scope checks are skipped). Patch grants are the registration's
@@ -93,111 +182,117 @@ pub fn check(
     parent: &Value,
     grant: &WriteGrant,
     scope: &dyn Fn(&Gvk) -> Option<bool>,
-) -> Result<(), String> {
-    let plugin = &reg.name;
-    let max_children = grant.max_children;
-    if outcome.children.len() > max_children {
-        return Err(format!(
-            "plugin {plugin} returned {} children; at most {max_children} are allowed per parent",
-            outcome.children.len()
-        ));
+) -> Result<(), Refusal> {
+    if outcome.children.len() > grant.max_children {
+        return Err(Refusal::TooManyChildren {
+            plugin: reg.name.clone(),
+            count: outcome.children.len(),
+            max: grant.max_children,
+        });
     }
     let parent_ns = if reg.parent.namespaced {
-        parent
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
+        str_at(parent, "/metadata/namespace")
     } else {
         None
     };
     let mut seen = HashMap::new();
-    for (i, child) in outcome.children.iter().enumerate() {
-        describe_child(child).map_err(|e| format!("child #{i}: {e}"))?;
+    for (index, child) in outcome.children.iter().enumerate() {
+        describe_child(child).map_err(|error| Refusal::Malformed { index, error })?;
         let gvk = gvk_of(child);
         let name = str_at(child, "/metadata/name").unwrap_or_default();
-        let own_ns = str_at(child, "/metadata/namespace");
         let namespaced = scope(&gvk);
         let ns = match namespaced {
-            Some(false) => own_ns,
-            _ => own_ns.or(parent_ns),
+            Some(false) => str_at(child, "/metadata/namespace"),
+            _ => str_at(child, "/metadata/namespace").or(parent_ns),
         };
-        let desc = describe(&gvk.kind, ns, name);
-        let fail = |why: String| Err(format!("child #{i} ({desc}): {why}"));
-        if !reg.owns.iter().any(|o| o.same_kind(&gvk)) {
-            return fail(format!(
-                "kind {gvk} is not owned by plugin {plugin}; it owns {}",
-                list(&reg.owns)
-            ));
-        }
-        if privileged::is_token_secret(child) && !grant.service_account_tokens {
-            return fail(format!(
-                "a Secret of type {} makes the API server mint a token for a ServiceAccount; \
-                 plugin {plugin} may create one only with serviceAccountTokens: true in its grant",
-                privileged::SERVICE_ACCOUNT_TOKEN
-            ));
-        }
-        match (namespaced, parent_ns) {
-            (Some(false), Some(_)) => {
-                return fail(format!(
-                    "kind {gvk} is cluster-scoped and cannot be owned by a namespaced parent"
-                ));
-            }
-            (Some(true), None) if own_ns.is_none() => {
-                return fail(format!(
-                    "kind {gvk} is namespaced: a child of a cluster-scoped parent needs metadata.namespace"
-                ));
-            }
-            _ => {}
-        }
-        if let (Some(own), Some(pns)) = (own_ns, parent_ns)
-            && own != pns
-        {
-            return fail(format!(
-                "namespace {own} is not the parent's namespace {pns}; children live in their parent's namespace"
-            ));
-        }
-        let key = (
-            gvk.group.clone(),
-            gvk.kind.clone(),
-            ns.map(str::to_string),
-            name.to_string(),
-        );
-        if let Some(first) = seen.insert(key, i) {
-            return fail(format!("duplicate of child #{first}"));
+        let refused = |why| Refusal::Child {
+            index,
+            child: describe(&gvk.kind, ns, name),
+            why: Box::new(why),
+        };
+        check_child(child, &gvk, reg, grant, namespaced, parent_ns).map_err(refused)?;
+        let identity = (gvk.group_kind(), ns.map(str::to_string), name.to_string());
+        if let Some(earlier) = seen.insert(identity, index) {
+            return Err(refused(ChildRefusal::Duplicate(earlier)));
         }
     }
-    for (i, p) in outcome.patches.iter().enumerate() {
+    for (index, p) in outcome.patches.iter().enumerate() {
         let t = &p.target;
-        let gvk = Gvk::from_api_version(&t.api_version, &t.kind);
-        let desc = describe(&t.kind, t.namespace.as_deref(), &t.name);
-        let fail = |why: String| Err(format!("patch #{i} ({desc}): {why}"));
-        if t.name.is_empty() {
-            return fail("the target has no name".into());
-        }
-        let grants = &reg.capabilities.patches;
-        if !grants.iter().any(|g| g.same_kind(&gvk)) {
-            return fail(format!(
-                "plugin {plugin} has no patches grant on kind {gvk}; it may patch {}",
-                list(grants)
-            ));
-        }
-        match p.patch_type {
-            PatchType::Json => {
-                if let Err(e) = json_patch(&p.body) {
-                    return fail(format!("the body is not a JSON patch: {e:#}"));
-                }
-            }
-            PatchType::Merge | PatchType::Apply if !p.body.is_object() => {
-                return fail("the body must be a JSON object".into());
-            }
-            _ => {}
-        }
+        check_patch(p, reg).map_err(|why| Refusal::Patch {
+            index,
+            target: describe(&t.kind, t.namespace.as_deref(), &t.name),
+            why: Box::new(why),
+        })?;
     }
     if let Some(status) = &outcome.status
         && !status.is_object()
     {
-        return Err("status must be a JSON object".into());
+        return Err(Refusal::StatusNotObject);
     }
     Ok(())
+}
+
+/// One child: an owned kind, in its parent's namespace, no token Secret
+/// without the grant.
+fn check_child(
+    child: &Value,
+    gvk: &Gvk,
+    reg: &Registration,
+    grant: &WriteGrant,
+    namespaced: Option<bool>,
+    parent_ns: Option<&str>,
+) -> Result<(), ChildRefusal> {
+    if !reg.owns.iter().any(|o| o.same_kind(gvk)) {
+        return Err(ChildRefusal::NotOwned {
+            kind: gvk.clone(),
+            plugin: reg.name.clone(),
+            owns: list(&reg.owns),
+        });
+    }
+    if privileged::is_token_secret(child) && !grant.service_account_tokens {
+        return Err(ChildRefusal::TokenSecret {
+            plugin: reg.name.clone(),
+        });
+    }
+    let own_ns = str_at(child, "/metadata/namespace");
+    match (namespaced, parent_ns) {
+        (Some(false), Some(_)) => return Err(ChildRefusal::ClusterScoped(gvk.clone())),
+        (Some(true), None) if own_ns.is_none() => {
+            return Err(ChildRefusal::NeedsNamespace(gvk.clone()));
+        }
+        _ => {}
+    }
+    match (own_ns, parent_ns) {
+        (Some(own), Some(parent)) if own != parent => Err(ChildRefusal::OtherNamespace {
+            own: own.into(),
+            parent: parent.into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// One patch of a non-owned object: named, granted, a body of its type.
+fn check_patch(p: &DecodedPatch, reg: &Registration) -> Result<(), PatchRefusal> {
+    let t = &p.target;
+    if t.name.is_empty() {
+        return Err(PatchRefusal::NoName);
+    }
+    let gvk = Gvk::from_api_version(&t.api_version, &t.kind);
+    let grants = &reg.capabilities.patches;
+    if !grants.iter().any(|g| g.same_kind(&gvk)) {
+        return Err(PatchRefusal::NotGranted {
+            plugin: reg.name.clone(),
+            kind: gvk,
+            grants: list(grants),
+        });
+    }
+    match p.patch_type {
+        PatchType::Json => json_patch(&p.body)
+            .map(|_| ())
+            .map_err(|e| PatchRefusal::NotJsonPatch(format!("{e:#}"))),
+        PatchType::Merge | PatchType::Apply if !p.body.is_object() => Err(PatchRefusal::NotObject),
+        _ => Ok(()),
+    }
 }
 
 /// An RFC 6902 JSON patch body as kube's [`Patch::Json`].
@@ -208,6 +303,14 @@ pub fn json_patch(body: &Value) -> anyhow::Result<Patch<Value>> {
 /// The kind of an object from its `apiVersion` and `kind`.
 pub fn gvk_of(obj: &Value) -> Gvk {
     Gvk::from_api_version(
+        str_at(obj, "/apiVersion").unwrap_or_default(),
+        str_at(obj, "/kind").unwrap_or_default(),
+    )
+}
+
+/// The versionless kind of an object.
+pub fn group_kind_of(obj: &Value) -> GroupKind {
+    GroupKind::from_api_version(
         str_at(obj, "/apiVersion").unwrap_or_default(),
         str_at(obj, "/kind").unwrap_or_default(),
     )
@@ -313,7 +416,7 @@ pub(crate) mod tests {
             max_children: 3,
             service_account_tokens: false,
         };
-        check(out, &registration(namespaced), &parent, &grant, &scope)
+        check(out, &registration(namespaced), &parent, &grant, &scope).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -421,7 +524,9 @@ pub(crate) mod tests {
             service_account_tokens: false,
         };
         let out = outcome(vec![secret]);
-        let err = check(&out, &reg, &parent, &grant, &scope).unwrap_err();
+        let err = check(&out, &reg, &parent, &grant, &scope)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(
                 "child #0 (Secret demo/t): a Secret of type kubernetes.io/service-account-token"
@@ -453,7 +558,7 @@ pub(crate) mod tests {
         big["spec"] = json!({"x": "y".repeat(200)});
         let out = outcome(vec![child("v1", "Service", None, "a"), big]);
         assert_eq!(
-            check_sizes(&out, &limits).unwrap_err(),
+            check_sizes(&out, &limits).unwrap_err().to_string(),
             "child #1 (Service big) is 278 B of JSON, over the limit of 100 B \
              (raise limits.childKib in the plugin's grant)"
         );
@@ -462,6 +567,7 @@ pub(crate) mod tests {
         assert!(
             check_sizes(&out, &limits)
                 .unwrap_err()
+                .to_string()
                 .starts_with("the status is 68 B")
         );
         out.children = (0..20)
@@ -478,7 +584,7 @@ pub(crate) mod tests {
             response: 8 << 20,
         };
         assert_eq!(
-            check_sizes(&out, &huge).unwrap_err(),
+            check_sizes(&out, &huge).unwrap_err().to_string(),
             "the answer is 20.0 MiB of JSON, over the limit of 8.0 MiB \
              (raise limits.responseKib in the plugin's grant)"
         );

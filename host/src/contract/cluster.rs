@@ -114,7 +114,10 @@ impl ClusterReader for ObjectSet {
         namespace: Option<&str>,
         selector: &Selector,
     ) -> Result<Vec<Value>, ReadError> {
-        let Some(by_name) = self.objects.get(&GroupKind::from_api_version(api_version, kind)) else {
+        let Some(by_name) = self
+            .objects
+            .get(&GroupKind::from_api_version(api_version, kind))
+        else {
             return Ok(Vec::new());
         };
         Ok(by_name

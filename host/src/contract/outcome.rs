@@ -108,30 +108,59 @@ impl From<wit::Error> for PluginError {
     }
 }
 
-fn parse(what: &str, text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))
+/// Why a plugin's answer cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{what} is not valid JSON: {error}")]
+    NotJson { what: String, error: String },
+    #[error("must be a JSON object")]
+    NotObject,
+    #[error("has no apiVersion")]
+    NoApiVersion,
+    #[error("has no kind")]
+    NoKind,
+    /// The kind that has no name.
+    #[error("{0} has no metadata.name")]
+    NoName(String),
+    #[error("status must be a JSON object")]
+    StatusNotObject,
+    #[error("child #{index}: {error}")]
+    Child {
+        index: usize,
+        error: Box<DecodeError>,
+    },
+}
+
+fn parse(what: impl Into<String>, text: &str) -> Result<Value, DecodeError> {
+    serde_json::from_str(text).map_err(|e| DecodeError::NotJson {
+        what: what.into(),
+        error: e.to_string(),
+    })
 }
 
 impl Outcome {
     /// Parses every JSON text of a response. Children and status must be
     /// JSON objects; a child must say its apiVersion, kind and name.
-    pub fn decode(response: wit::Response) -> Result<Outcome, String> {
+    pub fn decode(response: wit::Response) -> Result<Outcome, DecodeError> {
         let sizes = Sizes::of_response(&response);
         let children = response
             .children
             .iter()
             .enumerate()
             .map(|(i, text)| {
-                let child = parse(&format!("child #{i}"), text)?;
-                describe_child(&child).map_err(|e| format!("child #{i}: {e}"))?;
+                let child = parse(format!("child #{i}"), text)?;
+                describe_child(&child).map_err(|error| DecodeError::Child {
+                    index: i,
+                    error: Box::new(error),
+                })?;
                 Ok(child)
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, DecodeError>>()?;
         let status = match &response.status {
             Some(text) => {
                 let status = parse("status", text)?;
                 if !status.is_object() {
-                    return Err("status must be a JSON object".into());
+                    return Err(DecodeError::StatusNotObject);
                 }
                 Some(status)
             }
@@ -141,7 +170,7 @@ impl Outcome {
             .patches
             .into_iter()
             .map(|p| {
-                let body = parse(&format!("patch of {}", p.target), &p.body)?;
+                let body = parse(format!("patch of {}", p.target), &p.body)?;
                 Ok(DecodedPatch {
                     target: p.target.into(),
                     subresource: p.subresource,
@@ -149,7 +178,7 @@ impl Outcome {
                     body,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, DecodeError>>()?;
         Ok(Outcome {
             children,
             status,
@@ -205,9 +234,9 @@ impl Sizes {
 }
 
 /// `Kind namespace/name` of a child, or what it lacks.
-pub fn describe_child(child: &Value) -> Result<String, String> {
+pub fn describe_child(child: &Value) -> Result<String, DecodeError> {
     if !child.is_object() {
-        return Err("must be a JSON object".into());
+        return Err(DecodeError::NotObject);
     }
     let get = |p: &str| {
         child
@@ -215,9 +244,9 @@ pub fn describe_child(child: &Value) -> Result<String, String> {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
-    get("/apiVersion").ok_or("has no apiVersion")?;
-    let kind = get("/kind").ok_or("has no kind")?;
-    let name = get("/metadata/name").ok_or_else(|| format!("{kind} has no metadata.name"))?;
+    get("/apiVersion").ok_or(DecodeError::NoApiVersion)?;
+    let kind = get("/kind").ok_or(DecodeError::NoKind)?;
+    let name = get("/metadata/name").ok_or_else(|| DecodeError::NoName(kind.to_string()))?;
     Ok(match get("/metadata/namespace") {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
@@ -250,9 +279,14 @@ mod tests {
     #[test]
     fn names_the_malformed_child() {
         let ok = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a"}}"#;
-        let err = Outcome::decode(response(&[ok, "{not json"])).unwrap_err();
+        let err = Outcome::decode(response(&[ok, "{not json"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("child #1 is not valid JSON"), "{err}");
         let err = Outcome::decode(response(&[r#"{"apiVersion":"v1","kind":"Service"}"#]));
-        assert_eq!(err.unwrap_err(), "child #0: Service has no metadata.name");
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "child #0: Service has no metadata.name"
+        );
     }
 }

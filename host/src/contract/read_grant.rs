@@ -99,7 +99,11 @@ mod tests {
             Confinement::List(vec!["shared".into()]),
         );
         assert!(grant.check("v1", "Pod", Some("team"), Some("team")).is_ok());
-        assert!(grant.check("apps/v1beta1", "Deployment", Some("shared"), Some("team")).is_ok());
+        assert!(
+            grant
+                .check("apps/v1beta1", "Deployment", Some("shared"), Some("team"))
+                .is_ok()
+        );
         assert_eq!(
             grant.check("v1", "Pod", Some("other"), Some("team")),
             Err(NotGranted::Namespace("other".into()))

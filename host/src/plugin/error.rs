@@ -1,6 +1,7 @@
 //! Why a plugin did not load, or why one call failed.
 
 use super::Missing;
+use crate::contract::outcome::DecodeError;
 use crate::contract::{PACKAGE, PluginError};
 use crate::engine::TrapReason;
 
@@ -77,7 +78,7 @@ pub enum CallError {
     Trap { reason: TrapReason, detail: String },
     /// The plugin answered, but the answer is malformed.
     #[error("invalid output: {0}")]
-    InvalidOutput(String),
+    InvalidOutput(#[from] DecodeError),
 }
 
 impl CallError {

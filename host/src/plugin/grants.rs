@@ -299,8 +299,8 @@ fn entries(list: &[String]) -> Vec<GroupKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::{NotGranted, ParentKind};
     use crate::contract::bindings::operon::reconciler::types::Capabilities;
+    use crate::contract::{NotGranted, ParentKind};
 
     fn gvk(g: &str, v: &str, k: &str) -> Gvk {
         Gvk {

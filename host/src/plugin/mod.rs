@@ -44,6 +44,14 @@ pub struct ComponentInfo {
     pub from_cache: bool,
 }
 
+impl ComponentInfo {
+    /// The digest's first 12 hex digits: how revisions are named in logs,
+    /// metrics and `operon plugins` (as short Git and image digests are).
+    pub fn short_digest(&self) -> &str {
+        self.digest.get(..12).unwrap_or(&self.digest)
+    }
+}
+
 mod duration_ms {
     pub fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,

@@ -65,7 +65,7 @@ impl Revision {
     /// The first 12 hex digits of the component's digest: the label of
     /// metrics and events (stable across hosts, unlike the number).
     pub fn label(&self) -> &str {
-        &self.plugin.info().digest[..12]
+        self.plugin.info().short_digest()
     }
 }
 

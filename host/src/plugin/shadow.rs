@@ -66,7 +66,7 @@ impl Candidate {
     }
 
     pub fn label(&self) -> &str {
-        &self.plugin.info().digest[..12]
+        self.plugin.info().short_digest()
     }
 
     /// Records one comparison for parent `key`; `difference` is `None`

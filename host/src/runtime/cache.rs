@@ -18,9 +18,9 @@ use tokio::sync::{broadcast, watch};
 
 use super::queue::Priority;
 use crate::apply::claim::{Existing, Known};
-use crate::contract::{GroupKind, Gvk, group_of};
 use crate::contract::cluster::{ClusterReader, ReadError};
 use crate::contract::selector::Selector;
+use crate::contract::{GroupKind, Gvk, group_of};
 use crate::kinds::{Kinds, Resolved};
 use crate::server::Metrics;
 
@@ -99,7 +99,6 @@ impl KindWatch {
         value
     }
 }
-
 
 /// All watches of the host.
 pub struct Caches {

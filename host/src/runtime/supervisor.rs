@@ -457,7 +457,7 @@ impl Supervisor {
                         file = id.file_name(),
                         "added plugin {} (revision 1, {})",
                         plugin.name(),
-                        &plugin.info().digest[..12]
+                        plugin.info().short_digest()
                     );
                     self.host_event(
                         EventType::Normal,
@@ -629,7 +629,7 @@ impl Supervisor {
         let mut history = History::new(self.options.swap.keep);
         self.shared
             .metrics
-            .plugin_active_revision(plugin.name(), &plugin.info().digest[..12]);
+            .plugin_active_revision(plugin.name(), plugin.info().short_digest());
         let name = plugin.name().to_string();
         history.push(plugin, detected_at, tracker);
         self.slots.insert(
@@ -757,7 +757,7 @@ impl Supervisor {
         let name = slot.name.clone();
         self.shared
             .metrics
-            .plugin_active_revision(&name, &plugin.info().digest[..12]);
+            .plugin_active_revision(&name, plugin.info().short_digest());
         self.shared.metrics.plugin_swap(&name);
         if reason.is_some() {
             tracing::warn!(plugin = %name, "{line}");

@@ -540,7 +540,10 @@ impl Metrics {
             plugin: plugin.into(),
             code: code.into(),
         };
-        self.calls.status_write_failures.get_or_create(&labels).inc();
+        self.calls
+            .status_write_failures
+            .get_or_create(&labels)
+            .inc();
     }
 
     pub fn watches(&self, kind: &str, value: i64) {

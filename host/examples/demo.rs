@@ -171,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
         Ok((readyz(&health).await, "waiting".to_string()))
     })
     .await?;
-    let client = operon::runtime::client(Some(kubeconfig.as_ref())).await?;
+    let client = operon::client(Some(kubeconfig.as_ref())).await?;
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ssa = PatchParams::apply("operon-demo").force();

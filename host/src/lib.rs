@@ -6,15 +6,16 @@
 //! result is applied to the cluster. The [`contract`] module is the host side
 //! of the WIT package in `wit/`, the product's public API.
 
-pub mod api;
+pub(crate) mod api;
 pub mod apply;
-pub mod bounded;
+pub(crate) mod bounded;
 pub mod cli;
 pub mod contract;
 pub mod engine;
-pub mod kinds;
+pub(crate) mod kinds;
 pub mod plugin;
-pub mod rbac;
-pub mod runtime;
-pub mod server;
-pub mod time;
+pub(crate) mod rbac;
+pub(crate) mod runtime;
+pub(crate) mod server;
+
+pub use runtime::client;

@@ -126,34 +126,9 @@ pub async fn objects(
     let mut host = Rules::default();
     let mut accounts = Vec::new();
     for plugin in plugins {
-        let reg = plugin.registration();
-        let grant = grants.grant_for(reg);
+        let grant = grants.grant_for(plugin.registration());
         let id = Identity::for_plugin(ns, plugin.name(), &grant);
-        let mut rules = Rules::default();
-        let parent = resolve(kinds, plugins, &reg.parent.kind).await?;
-        rules.add(&parent, None, &["get", "patch", "update"]);
-        rules.add(&parent, Some("status"), &["get", "patch", "update"]);
-        host.add(&parent, None, READ_VERBS);
-        for gvk in &reg.owns {
-            let kind = resolve(kinds, plugins, gvk).await?;
-            rules.add(&kind, None, OWNED_VERBS);
-            host.add(&kind, None, READ_VERBS);
-        }
-        for gvk in &reg.capabilities.patches {
-            let kind = resolve(kinds, plugins, gvk).await?;
-            rules.add(&kind, None, &["get", "patch"]);
-            rules.add(&kind, Some("scale"), &["get", "patch"]);
-        }
-        let mut read: Vec<&Gvk> = reg.related.iter().map(|r| &r.kind).collect();
-        read.extend(&reg.capabilities.reads);
-        if reg.capabilities.secrets {
-            host.add_raw("", "secrets", READ_VERBS);
-        }
-        for gvk in read {
-            host.add(&resolve(kinds, plugins, gvk).await?, None, READ_VERBS);
-        }
-        rules.add_raw("events.k8s.io", "events", &["create", "patch"]);
-
+        let rules = plugin_rules(kinds, plugins, plugin, &mut host).await?;
         let role = format!("operon-plugin:{}", plugin.name());
         out.push(json!({
             "apiVersion": "v1", "kind": "ServiceAccount",
@@ -172,7 +147,51 @@ pub async fn objects(
         ));
         accounts.push(id.name);
     }
+    out.extend(host_objects(host, accounts, opts));
+    Ok(out)
+}
 
+/// One plugin's own rules (its parent and status, owned kinds, patched
+/// kinds and their scale, events); what the host must read for it goes
+/// into `host`.
+async fn plugin_rules(
+    kinds: &Kinds,
+    plugins: &[Arc<Plugin>],
+    plugin: &Plugin,
+    host: &mut Rules,
+) -> anyhow::Result<Rules> {
+    let reg = plugin.registration();
+    let mut rules = Rules::default();
+    let parent = resolve(kinds, plugins, &reg.parent.kind).await?;
+    rules.add(&parent, None, &["get", "patch", "update"]);
+    rules.add(&parent, Some("status"), &["get", "patch", "update"]);
+    host.add(&parent, None, READ_VERBS);
+    for gvk in &reg.owns {
+        let kind = resolve(kinds, plugins, gvk).await?;
+        rules.add(&kind, None, OWNED_VERBS);
+        host.add(&kind, None, READ_VERBS);
+    }
+    for gvk in &reg.capabilities.patches {
+        let kind = resolve(kinds, plugins, gvk).await?;
+        rules.add(&kind, None, &["get", "patch"]);
+        rules.add(&kind, Some("scale"), &["get", "patch"]);
+    }
+    let mut read: Vec<&Gvk> = reg.related.iter().map(|r| &r.kind).collect();
+    read.extend(&reg.capabilities.reads);
+    if reg.capabilities.secrets {
+        host.add_raw("", "secrets", READ_VERBS);
+    }
+    for gvk in read {
+        host.add(&resolve(kinds, plugins, gvk).await?, None, READ_VERBS);
+    }
+    rules.add_raw("events.k8s.io", "events", &["create", "patch"]);
+    Ok(rules)
+}
+
+/// The host's account, its role (read every kind the plugins use, install
+/// their CRDs, impersonate exactly the plugin accounts) and its binding.
+fn host_objects(host: Rules, accounts: Vec<String>, opts: &RbacOptions) -> Vec<Value> {
+    let ns = &opts.account_namespace;
     let mut host_rules = host.to_json();
     if opts.install_crds {
         host_rules.push(json!({"apiGroups": ["apiextensions.k8s.io"],
@@ -185,19 +204,20 @@ pub async fn objects(
         namespace: ns.clone(),
         name: opts.host_account.clone(),
     };
-    out.push(json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": host_id.name, "namespace": ns, "labels": labels("host")},
-    }));
-    out.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "operon-host", "labels": labels("host")},
-        "rules": host_rules,
-    }));
-    // The host watches across namespaces unless told otherwise, and
-    // impersonation is checked cluster-wide: always a ClusterRoleBinding.
-    out.push(binding("operon-host", &host_id, None, "host"));
-    Ok(out)
+    vec![
+        json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": host_id.name, "namespace": ns, "labels": labels("host")},
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "operon-host", "labels": labels("host")},
+            "rules": host_rules,
+        }),
+        // The host watches across namespaces unless told otherwise, and
+        // impersonation is checked cluster-wide: always a ClusterRoleBinding.
+        binding("operon-host", &host_id, None, "host"),
+    ]
 }
 
 fn labels(component: &str) -> Value {

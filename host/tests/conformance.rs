@@ -59,7 +59,7 @@ fn answer(plugin: &Plugin, case: &Path) -> Value {
         cluster: Arc::new(cluster),
         namespace: None,
         subject: "conformance".into(),
-        fixed_time: Some(operon::time::parse_utc(NOW).unwrap()),
+        fixed_time: Some(NOW.parse::<k8s_openapi::jiff::Timestamp>().unwrap().into()),
     };
     match plugin.reconcile(&request, &ctx).0 {
         Ok(outcome) => serde_json::to_value(outcome).unwrap(),

@@ -40,15 +40,6 @@ pub trait Existing: Send + Sync {
     fn known(&self, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Known;
 }
 
-/// No cache: every lookup goes to the API server.
-pub struct NoCache;
-
-impl Existing for NoCache {
-    fn known(&self, _: &Gvk, _: Option<&str>, _: &str) -> Known {
-        Known::Unknown
-    }
-}
-
 /// Who holds an existing object, seen from one parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {

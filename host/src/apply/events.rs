@@ -1,4 +1,15 @@
 //! Kubernetes events about a parent (`events.k8s.io/v1`), best effort.
+//!
+//! Why not `kube::runtime::events::Recorder`: it aggregates repeats into an
+//! `EventSeries` keyed by type, reason, action, reporter and object — not
+//! the note — and keeps the *first* note of a series. operon's failure
+//! events say what failed and which attempt this was and when the next one
+//! comes (`… (attempt 4; next try in 800ms)`); under the Recorder a parent
+//! failing for a new reason would keep showing the first message, and the
+//! backoff would no longer be visible in `kubectl describe`. Repeats are
+//! already bounded by that backoff (doubling up to `--backoff-max-s`), and
+//! each note by [`crate::bounded`]. Should aggregation be wanted, it has to
+//! keep the latest note, as client-go's correlator does.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;

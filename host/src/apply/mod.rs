@@ -27,12 +27,12 @@
 //! invalid answer still sets `Synced=False` and records a warning):
 //! [`status::compute`] + [`status::patch`] and [`events::record`].
 
-pub mod children;
-pub mod claim;
-pub mod events;
-pub mod finalizer;
+pub(crate) mod children;
+pub(crate) mod claim;
+pub(crate) mod events;
+pub(crate) mod finalizer;
 mod patch;
-pub mod status;
+pub(crate) mod status;
 pub mod validate;
 
 use anyhow::Context as _;

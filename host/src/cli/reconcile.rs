@@ -14,7 +14,6 @@ use super::{ExitCode, Failure, Output, input, print};
 use crate::contract::{ObjectSet, Request};
 use crate::engine::{Engine, Limits};
 use crate::plugin::{CallContext, CallError, GrantsFile, Plugin};
-use crate::time;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,10 +53,15 @@ pub struct Args {
     pub output: Output,
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+/// A `--config` value that is not `KEY=VALUE`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected KEY=VALUE, got {0:?}")]
+pub struct NotKeyValue(String);
+
+fn parse_key_value(s: &str) -> Result<(String, String), NotKeyValue> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+        _ => Err(NotKeyValue(s.to_string())),
     }
 }
 
@@ -90,7 +94,17 @@ pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
             .map_err(|e| Failure::new(ExitCode::Failure, format!("observed object: {e}")))?;
     }
     let fixed_time = match &args.now {
-        Some(t) => Some(time::parse_utc(t).map_err(|e| Failure::new(ExitCode::Failure, e))?),
+        Some(t) => {
+            let at: k8s_openapi::jiff::Timestamp = t.parse().map_err(|e| {
+                Failure::new(
+                    ExitCode::Failure,
+                    format!(
+                        "invalid --now {t:?}: {e} (expected RFC 3339, e.g. 2026-01-02T03:04:05Z)"
+                    ),
+                )
+            })?;
+            Some(std::time::SystemTime::from(at))
+        }
         None => None,
     };
     let limits = Limits {

@@ -63,17 +63,17 @@ impl ObjectSet {
 
     /// Adds an object; objects without apiVersion, kind or metadata.name are
     /// refused with a message naming what is missing.
-    pub fn insert(&mut self, object: Value) -> Result<(), String> {
+    pub fn insert(&mut self, object: Value) -> Result<(), super::outcome::DecodeError> {
         let field = |path: &[&str]| {
             path.iter()
                 .try_fold(&object, |v, k| v.get(k))
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
-        let api_version = field(&["apiVersion"]).ok_or("object has no apiVersion")?;
-        let kind = field(&["kind"]).ok_or("object has no kind")?;
-        let name =
-            field(&["metadata", "name"]).ok_or_else(|| format!("{kind} has no metadata.name"))?;
+        use super::outcome::DecodeError;
+        let api_version = field(&["apiVersion"]).ok_or(DecodeError::NoApiVersion)?;
+        let kind = field(&["kind"]).ok_or(DecodeError::NoKind)?;
+        let name = field(&["metadata", "name"]).ok_or_else(|| DecodeError::NoName(kind.clone()))?;
         let namespace = field(&["metadata", "namespace"]).unwrap_or_default();
         self.objects
             .entry(GroupKind::from_api_version(&api_version, &kind))
@@ -163,10 +163,10 @@ mod tests {
     fn insert_names_what_is_missing() {
         let mut set = ObjectSet::new();
         let err = set.insert(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}));
-        assert_eq!(err.unwrap_err(), "Pod has no metadata.name");
+        assert_eq!(err.unwrap_err().to_string(), "Pod has no metadata.name");
         assert_eq!(
-            set.insert(json!({"kind": "Pod"})).unwrap_err(),
-            "object has no apiVersion"
+            set.insert(json!({"kind": "Pod"})).unwrap_err().to_string(),
+            "has no apiVersion"
         );
     }
 }

@@ -207,10 +207,25 @@ fn start_epoch_clock(ticked: &Arc<wasmtime::Engine>) -> Arc<clock::Clock> {
     }
 }
 
+/// A component without one of the world's exports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "component does not implement {}: missing export `{want}` (it exports: {found})",
+    crate::contract::PACKAGE
+)]
+pub struct MissingExport {
+    pub want: &'static str,
+    /// What it exports instead (`none`).
+    pub found: String,
+}
+
 /// Checks that a component exports the reconciler world's functions, naming
 /// the first one that is missing; wasmtime's own error for this is less
 /// direct.
-pub fn check_exports(engine: &wasmtime::Engine, component: &Component) -> Result<(), String> {
+pub fn check_exports(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<(), MissingExport> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(engine)
@@ -223,10 +238,7 @@ pub fn check_exports(engine: &wasmtime::Engine, component: &Component) -> Result
             } else {
                 exports.join(", ")
             };
-            return Err(format!(
-                "component does not implement {}: missing export `{want}` (it exports: {found})",
-                crate::contract::PACKAGE
-            ));
+            return Err(MissingExport { want, found });
         }
     }
     Ok(())

@@ -166,7 +166,7 @@ impl cluster::Host for StoreState {
     ) -> Result<Vec<String>, ClusterError> {
         self.read_allowed(&api_version, &kind, namespace.as_deref())?;
         let selector = match label_selector.as_deref() {
-            Some(s) => Selector::parse(s).map_err(ClusterError::Invalid)?,
+            Some(s) => Selector::parse(s).map_err(|e| ClusterError::Invalid(e.to_string()))?,
             None => Selector::everything(),
         };
         let found = self

@@ -28,7 +28,7 @@ pub enum LoadError {
     #[error("describe() failed: {0}")]
     Describe(CallError),
     #[error("invalid registration: {0}")]
-    Registration(String),
+    Registration(#[from] super::registration::RegistrationError),
     #[error(
         "plugin {plugin} asks for more than it is granted: {} (grant it in the grants file under plugins.{plugin})",
         list(missing)

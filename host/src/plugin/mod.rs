@@ -163,7 +163,8 @@ impl Plugin {
         let ty = compiled.component.component_type();
         let imports = ty.imports(wasmtime).map(|(n, _)| n.to_string()).collect();
         let exports = ty.exports(wasmtime).map(|(n, _)| n.to_string()).collect();
-        engine::check_exports(wasmtime, &compiled.component).map_err(LoadError::Contract)?;
+        engine::check_exports(wasmtime, &compiled.component)
+            .map_err(|e| LoadError::Contract(e.to_string()))?;
         let instance_pre = engine
             .linker()
             .instantiate_pre(&compiled.component)
@@ -187,7 +188,7 @@ impl Plugin {
         let (described, _) =
             sandbox.call(&CallContext::offline("describe"), |r, s| r.call_describe(s));
         let registration = described.map_err(LoadError::Describe)?;
-        registration::validate(&registration).map_err(LoadError::Registration)?;
+        registration::validate(&registration)?;
         let grant = match grants {
             Some(file) => file.grant_for(&registration),
             None => Grant::as_requested(&registration),

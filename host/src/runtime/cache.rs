@@ -273,8 +273,8 @@ impl ClusterReader for CacheReader {
         Ok(w.all()
             .iter()
             .filter(|o| namespace.is_none_or(|ns| o.metadata.namespace.as_deref() == Some(ns)))
+            .filter(|o| selector.matches_labels(o.metadata.labels.as_ref()))
             .map(|o| w.to_json(o))
-            .filter(|v| selector.matches_object(v))
             .collect())
     }
 }

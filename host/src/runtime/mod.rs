@@ -17,11 +17,11 @@ use anyhow::Context as _;
 use tokio::sync::{Semaphore, watch};
 
 pub use crate::plugin::revisions::RollbackPolicy;
-pub use cache::{CacheReader, Caches, Change, KindWatch};
-pub use controller::{Controller, Options, RevisionHooks, Shared};
-pub use identity::{Identity, default_account};
-pub use queue::{Backoff, Item, Priority, WorkQueue};
-pub use supervisor::{AdminHandle, Supervisor, SwapOptions};
+pub use cache::Caches;
+pub use controller::{Options, Shared};
+pub use identity::Identity;
+pub use queue::Backoff;
+pub use supervisor::{Supervisor, SwapOptions};
 
 use crate::engine::{Engine, Limits};
 use crate::kinds::Kinds;

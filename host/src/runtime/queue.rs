@@ -73,8 +73,6 @@ struct State {
     high: VecDeque<String>,
     low: VecDeque<String>,
     closed: bool,
-    adds: u64,
-    retries: u64,
     rng: u64,
 }
 
@@ -119,7 +117,6 @@ impl WorkQueue {
         if s.closed {
             return;
         }
-        s.adds += 1;
         let e = s.entries.entry(key.to_string()).or_default();
         // An add now supersedes a pending timer: the reconcile it causes
         // decides anew when to come back.
@@ -178,7 +175,6 @@ impl WorkQueue {
     pub fn retry(&self, key: &str) -> Duration {
         let delay = {
             let mut s = self.lock();
-            s.retries += 1;
             let failures = {
                 let e = s.entries.entry(key.to_string()).or_default();
                 e.failures += 1;
@@ -259,12 +255,6 @@ impl WorkQueue {
     pub fn depth(&self) -> usize {
         let s = self.lock();
         s.high.len() + s.low.len()
-    }
-
-    /// Adds and retries so far (for metrics).
-    pub fn totals(&self) -> (u64, u64) {
-        let s = self.lock();
-        (s.adds, s.retries)
     }
 
     /// Stops handing out keys; workers see `None`.

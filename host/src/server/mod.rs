@@ -39,11 +39,6 @@ pub struct Health {
 }
 
 impl Health {
-    /// Not ready until [`Health::set_ready`] says so.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Live while the process serves at all: a host that cannot answer is
     /// restarted by the kubelet's failed probe, not by this flag.
     pub fn is_live(&self) -> bool {
@@ -136,7 +131,7 @@ mod tests {
         oneshot::Sender<()>,
         JoinHandle<anyhow::Result<()>>,
     ) {
-        let (metrics, health) = (Arc::new(Metrics::new()), Arc::new(Health::new()));
+        let (metrics, health) = (Arc::new(Metrics::new()), Arc::new(Health::default()));
         let (stop, stopped) = oneshot::channel::<()>();
         let addr = "127.0.0.1:0".parse().unwrap();
         let shutdown = async move {
@@ -230,7 +225,7 @@ mod tests {
     #[tokio::test]
     async fn health_only_routes_and_two_listeners() {
         let metrics = Arc::new(Metrics::new());
-        let health = Arc::new(Health::new());
+        let health = Arc::new(Health::default());
         let any = "127.0.0.1:0".parse().unwrap();
         let health_routes = Routes {
             metrics: None,

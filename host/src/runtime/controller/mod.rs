@@ -28,7 +28,7 @@ use super::cache::{CacheReader, Caches, KindWatch};
 use super::queue::{Backoff, Priority, WorkQueue};
 use crate::contract::Gvk;
 use crate::kinds::{Kinds, Resolved};
-use crate::plugin::revisions::{RollbackPolicy, Tracker};
+use crate::plugin::revisions::Tracker;
 use crate::plugin::shadow::ShadowSlot;
 use crate::plugin::{CallContext, LoadError, Missing, Plugin, privileged};
 use crate::server::Metrics;
@@ -75,17 +75,6 @@ pub struct RevisionHooks {
     pub shadow: Arc<ShadowSlot>,
     /// Called when the tracker says the revision must go (with why).
     pub on_failing: Arc<dyn Fn(String) + Send + Sync>,
-}
-
-impl RevisionHooks {
-    /// No probation, no candidate: a controller outside hot swap.
-    pub fn none() -> RevisionHooks {
-        RevisionHooks {
-            tracker: Arc::new(Tracker::new(RollbackPolicy::default(), None)),
-            shadow: Arc::default(),
-            on_failing: Arc::new(|_| {}),
-        }
-    }
 }
 
 /// The controller of one plugin.
@@ -343,11 +332,6 @@ impl Controller {
             subject: subject.to_string(),
             fixed_time: None,
         }
-    }
-
-    /// Failures recorded for a key (tests and debugging).
-    pub fn failures(&self, key: &str) -> u32 {
-        self.queue.failures(key)
     }
 }
 

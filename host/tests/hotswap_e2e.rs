@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
@@ -300,26 +300,12 @@ async fn swap_under_load_converges_every_parent_and_fails_no_reconcile() {
 #[tokio::test]
 async fn bad_builds_are_rejected_while_the_running_revision_serves() {
     let env = TestEnv::new().await;
-    // The host's own Pod, for events about builds (the downward API gives
-    // its name in a real deployment).
-    let pods: Api<Pod> = env.api();
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "operon-host"},
-        "spec": {"containers": [{"name": "operon", "image": "operon:test"}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let grants = common::temp_dir(&format!("grants-{}", env.namespace)).join("grants.yaml");
-    std::fs::write(
-        &grants,
+    let pod = common::host::host_pod(&env).await;
+    let vars = pod.each_ref().map(|(k, v)| (*k, v.as_str()));
+    let grants = common::host::grants_file(
+        &env,
         "plugins:\n  revisions:\n    owns: [v1/ConfigMap, v1/ServiceAccount]\n",
-    )
-    .unwrap();
-    let vars = [
-        ("OPERON_POD_NAME", "operon-host"),
-        ("OPERON_POD_NAMESPACE", env.namespace.as_str()),
-    ];
+    );
     let (host, names) = started(&env, 3, &["--grants", grants.to_str().unwrap()], &vars).await;
     let v1 = digest(&build("v1"));
 

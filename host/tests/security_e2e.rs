@@ -5,7 +5,7 @@
 
 mod common;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, PostParams};
 use operon_test_support::{TestEnv, wait_until};
@@ -13,18 +13,12 @@ use serde_json::{Value, json};
 
 use common::cluster_scoped::ClusterScoped;
 use common::host::{
-    Host, WAIT, condition, create_widget, event_notes, get, metric, rbac_objects, synced,
-    widget_api,
+    Host, WAIT, condition, create_widget, event_notes, get, grants_file, host_pod, metric,
+    rbac_objects, synced, widget_api,
 };
 
 /// The bound on plugin- and server-supplied text in messages (bytes).
 const BOUND: usize = 1024;
-
-fn grants_file(env: &TestEnv, yaml: &str) -> std::path::PathBuf {
-    let path = common::temp_dir(&format!("grants-{}", env.namespace)).join("grants.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
 
 async fn admin_json(host: &Host, path: &str) -> Value {
     let (code, body) = get(&host.admin, path).await.unwrap();
@@ -32,26 +26,11 @@ async fn admin_json(host: &Host, path: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-/// The host's own Pod, so build events have an object to be about.
-async fn host_pod(env: &TestEnv) {
-    let pods: Api<Pod> = env.api();
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "operon-host"},
-        "spec": {"containers": [{"name": "operon", "image": "operon:test"}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-}
-
 #[tokio::test]
 async fn a_plugin_that_fails_to_load_is_skipped_and_the_others_serve() {
     let env = TestEnv::new().await;
-    host_pod(&env).await;
-    let vars = [
-        ("OPERON_POD_NAME", "operon-host"),
-        ("OPERON_POD_NAMESPACE", env.namespace.as_str()),
-    ];
+    let pod = host_pod(&env).await;
+    let vars = pod.each_ref().map(|(k, v)| (*k, v.as_str()));
     // escalate declares RoleBindings and has no grant naming them.
     let host = Host::start_env(
         &env,

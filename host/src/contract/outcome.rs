@@ -200,33 +200,36 @@ impl Outcome {
             return s.clone();
         }
         let len = |v: &Value| serde_json::to_vec(v).map_or(0, |b| b.len());
-        let children: Vec<usize> = self.children.iter().map(len).collect();
-        let status = self.status.as_ref().map_or(0, len);
-        let rest: usize = self.patches.iter().map(|p| len(&p.body)).sum::<usize>()
-            + self
-                .events
-                .iter()
-                .map(|e| e.reason.len() + e.message.len())
-                .sum::<usize>();
-        Sizes {
-            total: children.iter().sum::<usize>() + status + rest,
-            children,
-            status,
-        }
+        Sizes::new(
+            self.children.iter().map(len).collect(),
+            self.status.as_ref().map_or(0, len),
+            self.patches.iter().map(|p| len(&p.body)),
+            self.events.iter().map(|e| e.reason.len() + e.message.len()),
+        )
     }
 }
 
 impl Sizes {
     fn of_response(r: &wit::Response) -> Sizes {
-        let children: Vec<usize> = r.children.iter().map(String::len).collect();
-        let status = r.status.as_ref().map_or(0, String::len);
-        let rest: usize = r.patches.iter().map(|p| p.body.len()).sum::<usize>()
-            + r.events
-                .iter()
-                .map(|e| e.reason.len() + e.message.len())
-                .sum::<usize>();
+        Sizes::new(
+            r.children.iter().map(String::len).collect(),
+            r.status.as_ref().map_or(0, String::len),
+            r.patches.iter().map(|p| p.body.len()),
+            r.events.iter().map(|e| e.reason.len() + e.message.len()),
+        )
+    }
+
+    fn new(
+        children: Vec<usize>,
+        status: usize,
+        patches: impl Iterator<Item = usize>,
+        events: impl Iterator<Item = usize>,
+    ) -> Sizes {
         Sizes {
-            total: children.iter().sum::<usize>() + status + rest,
+            total: children.iter().sum::<usize>()
+                + status
+                + patches.sum::<usize>()
+                + events.sum::<usize>(),
             children,
             status,
         }

@@ -291,3 +291,29 @@ pub fn rbac_objects(
     );
     serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap()
 }
+
+/// A grants file for the test's namespace, with `yaml` in it.
+pub fn grants_file(env: &TestEnv, yaml: &str) -> PathBuf {
+    let path = super::temp_dir(&format!("grants-{}", env.namespace)).join("grants.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// The host's own Pod (the downward API names it in a real deployment),
+/// so events about builds have an object to be about; returns the
+/// environment that tells the host which it is.
+pub async fn host_pod(env: &TestEnv) -> [(&'static str, String); 2] {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = env.api();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "operon-host"},
+        "spec": {"containers": [{"name": "operon", "image": "operon:test"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    [
+        ("OPERON_POD_NAME", "operon-host".to_string()),
+        ("OPERON_POD_NAMESPACE", env.namespace.clone()),
+    ]
+}

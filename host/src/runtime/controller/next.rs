@@ -49,6 +49,19 @@ impl Next {
         })
     }
 
+    /// A failure, retried with backoff or held until the parent changes.
+    pub fn failed(
+        retry: bool,
+        reason: &'static str,
+        message: impl ToString,
+        parent: Value,
+    ) -> Next {
+        match retry {
+            true => Next::retry(reason, message, parent),
+            false => Next::await_change(reason, message, parent),
+        }
+    }
+
     pub fn await_change(reason: &'static str, message: impl ToString, parent: Value) -> Next {
         Next::AwaitChange(Failure {
             reason,

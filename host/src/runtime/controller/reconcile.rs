@@ -169,10 +169,7 @@ impl Controller {
             "{why}: {}",
             bounded::message(&e.to_string())
         )));
-        match retry {
-            true => Next::retry(why, e, parent),
-            false => Next::await_change(why, e, parent),
-        }
+        Next::failed(retry, why, e, parent)
     }
 
     /// Stage 6: the answer checked whole, then applied.
@@ -227,10 +224,7 @@ impl Controller {
                 bounded::message(&e.to_string())
             )));
         }
-        match retry {
-            true => Next::retry(why, e, parent),
-            false => Next::await_change(why, e, parent),
-        }
+        Next::failed(retry, why, e, parent)
     }
 
     /// Stage 7: the status (only when it changed), the plugin's events,
@@ -330,8 +324,5 @@ impl Controller {
 /// patch may pass later, else (too large, invalid) held until the parent
 /// changes.
 fn status_failed(e: PatchFailed, parent: Value) -> Next {
-    match e.retryable() {
-        true => Next::retry(reason::STATUS_WRITE_FAILED, e, parent),
-        false => Next::await_change(reason::STATUS_WRITE_FAILED, e, parent),
-    }
+    Next::failed(e.retryable(), reason::STATUS_WRITE_FAILED, e, parent)
 }

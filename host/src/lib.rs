@@ -13,9 +13,11 @@ pub mod cli;
 pub mod contract;
 pub mod engine;
 pub(crate) mod kinds;
+pub mod oci;
 pub mod plugin;
 pub(crate) mod rbac;
 pub(crate) mod runtime;
 pub(crate) mod server;
+pub(crate) mod tls;
 
 pub use runtime::client;

@@ -12,11 +12,46 @@ use crate::plugin::{ComponentInfo, Plugin};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The plugin component (.wasm).
+    /// The plugin component (.wasm), or `oci://registry/repository:tag`
+    /// (or `@sha256:…`) for an artifact in a registry.
     pub plugin: PathBuf,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Yaml)]
     pub output: Output,
+    #[command(flatten)]
+    pub registry: super::push::RegistryArgs,
+}
+
+/// What `inspect oci://` prints: the artifact as the registry holds it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ArtifactReport {
+    reference: String,
+    digest: String,
+    size_bytes: usize,
+    config: crate::oci::WasmConfig,
+}
+
+/// Reads an artifact (manifest, config, layer; all checked) without
+/// compiling or running it.
+fn inspect_artifact(text: &str, args: &Args) -> Result<(), Failure> {
+    let fail = |e: &dyn std::fmt::Display| Failure::new(ExitCode::Failure, e.to_string());
+    let reference = crate::oci::registry::reference(text).map_err(|e| fail(&e))?;
+    let (registry, auth) = args.registry.client_for(&reference)?;
+    let pulled = super::block_on(async {
+        let digest = registry.resolve(&reference, &auth).await?;
+        registry
+            .pull(&reference.clone_with_digest(digest), &auth)
+            .await
+    })?
+    .map_err(|e| fail(&e))?;
+    let report = ArtifactReport {
+        reference: reference.whole(),
+        digest: pulled.digest,
+        size_bytes: pulled.bytes.len(),
+        config: pulled.config,
+    };
+    print(&report, args.output)
 }
 
 /// What `inspect` prints: the registration (CRDs shown as objects rather
@@ -29,6 +64,9 @@ struct Report<'a> {
 }
 
 pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
+    if let Some(text) = args.plugin.to_str().filter(|t| t.starts_with("oci://")) {
+        return inspect_artifact(text, args);
+    }
     let plugin = Plugin::load_file(engine, &args.plugin, Limits::default())
         .map_err(|e| Failure::new(ExitCode::Failure, format!("{}: {e}", args.plugin.display())))?;
     let registration = plugin.registration();

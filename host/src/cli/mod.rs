@@ -7,6 +7,7 @@
 mod input;
 mod inspect;
 mod plugins;
+mod push;
 mod rbac;
 mod reconcile;
 mod run;
@@ -48,8 +49,13 @@ pub struct Cli {
 pub enum Command {
     /// Run one reconcile offline and print the plugin's full response.
     Reconcile(reconcile::Args),
-    /// Print a plugin's registration, imports, exports, size and compile time.
+    /// Print a plugin's registration, imports, exports, size and compile time;
+    /// for `oci://` references, the artifact in the registry, without
+    /// running it.
     Inspect(inspect::Args),
+    /// Push a component to a registry as a Wasm OCI artifact; prints the
+    /// manifest digest.
+    Push(push::Args),
     /// Run the controllers of a plugin directory against a cluster.
     Run(run::Args),
     /// Print the RBAC objects `operon run --impersonate` needs (YAML).
@@ -104,6 +110,16 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// Runs a future to completion on a small runtime: the offline commands
+/// that talk to a registry are otherwise synchronous.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(ExitCode::Failure, format!("starting a runtime: {e}")))?;
+    Ok(rt.block_on(future))
+}
+
 /// Prints a value as YAML or JSON on stdout.
 fn print(value: &impl serde::Serialize, output: Output) -> Result<(), Failure> {
     let text = match output {
@@ -142,6 +158,7 @@ impl Cli {
         match &self.command {
             Command::Reconcile(args) => reconcile::run(&engine, args),
             Command::Inspect(args) => inspect::run(&engine, args),
+            Command::Push(args) => push::run(&engine, args),
             Command::Run(args) => run::run(engine, args),
             Command::Rbac(args) => rbac::run(&engine, args),
             Command::Plugins(args) => plugins::run(args),

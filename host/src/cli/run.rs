@@ -107,6 +107,7 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
                 max: Duration::from_secs(args.backoff_max_s),
             },
             enforce_grants: !args.unsafe_skip_grant_checks,
+            namespace: None,
         },
         grace: Duration::from_secs(args.grace_s),
         impersonate: args.impersonate.clone(),

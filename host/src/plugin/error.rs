@@ -30,13 +30,34 @@ pub enum LoadError {
     #[error("invalid registration: {0}")]
     Registration(#[from] super::registration::RegistrationError),
     #[error(
-        "plugin {plugin} asks for more than it is granted: {} (grant it in the grants file under plugins.{plugin})",
-        list(missing)
+        "plugin {plugin} asks for more than it is granted: {} (grant it {})",
+        list(missing),
+        place.hint(plugin)
     )]
     NotGranted {
         plugin: String,
         missing: Vec<Missing>,
+        place: GrantPlace,
     },
+}
+
+/// Where the host operator writes a plugin's grant, for the error that
+/// says what to add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantPlace {
+    /// `operon run --grants FILE`.
+    File,
+    /// `spec.grants` of its plugin object.
+    Object,
+}
+
+impl GrantPlace {
+    fn hint(self, plugin: &str) -> String {
+        match self {
+            GrantPlace::File => format!("in the grants file under plugins.{plugin}"),
+            GrantPlace::Object => "in the plugin object's spec.grants".into(),
+        }
+    }
 }
 
 impl LoadError {

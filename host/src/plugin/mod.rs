@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::Store;
 
-pub use error::{CallError, LoadError};
+pub use error::{CallError, GrantPlace, LoadError};
 pub use grants::{Grant, GrantsFile, Missing};
 
 use crate::contract::bindings::{Reconciler, ReconcilerPre};
@@ -59,6 +59,16 @@ mod duration_ms {
     ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64() * 1000.0)
     }
+}
+
+/// Where a loading plugin's grant comes from.
+enum GrantFrom<'a> {
+    /// The host operator's grants file (its entry, or the default).
+    File(&'a GrantsFile),
+    /// A plugin object's.
+    Given(Grant),
+    /// Exactly what it asks (offline runs: the developer is the operator).
+    AsRequested,
 }
 
 /// Figures of one call.
@@ -139,21 +149,30 @@ impl Plugin {
             path: path.display().to_string(),
             source,
         })?;
-        Plugin::load_with(engine, &bytes, limits, Some(grants))
+        Plugin::load_with(engine, &bytes, limits, GrantFrom::File(grants))
     }
 
     /// As [`Plugin::load_file`], from bytes.
     pub fn load(engine: &Engine, bytes: &[u8], limits: Limits) -> Result<Plugin, LoadError> {
-        Plugin::load_with(engine, bytes, limits, None)
+        Plugin::load_with(engine, bytes, limits, GrantFrom::AsRequested)
     }
 
-    /// Loads with `grants`, or granting what the plugin asks when `None`
-    /// (offline runs, where the developer is the operator).
+    /// As [`Plugin::load`], under a grant given whole (a plugin object's).
+    pub fn load_granted_by(
+        engine: &Engine,
+        bytes: &[u8],
+        limits: Limits,
+        grant: Grant,
+    ) -> Result<Plugin, LoadError> {
+        Plugin::load_with(engine, bytes, limits, GrantFrom::Given(grant))
+    }
+
+    /// Loads under the grant `from` says.
     fn load_with(
         engine: &Engine,
         bytes: &[u8],
         limits: Limits,
-        grants: Option<&GrantsFile>,
+        from: GrantFrom<'_>,
     ) -> Result<Plugin, LoadError> {
         error::check_header(bytes)?;
         let compiled = engine
@@ -189,15 +208,17 @@ impl Plugin {
             sandbox.call(&CallContext::offline("describe"), |r, s| r.call_describe(s));
         let registration = described.map_err(LoadError::Describe)?;
         registration::validate(&registration)?;
-        let grant = match grants {
-            Some(file) => file.grant_for(&registration),
-            None => Grant::as_requested(&registration),
+        let (grant, place) = match from {
+            GrantFrom::File(file) => (file.grant_for(&registration), GrantPlace::File),
+            GrantFrom::Given(grant) => (grant, GrantPlace::Object),
+            GrantFrom::AsRequested => (Grant::as_requested(&registration), GrantPlace::File),
         };
         let missing = grant.missing(&registration);
         if !missing.is_empty() {
             return Err(LoadError::NotGranted {
                 plugin: registration.name.clone(),
                 missing,
+                place,
             });
         }
         sandbox.limits = grant.limits(&sandbox.limits);

@@ -116,9 +116,21 @@ impl History {
     /// Makes a new build active: numbered, appended, the active one
     /// superseded, the oldest dropped beyond `keep` (never the active one).
     pub fn push(&mut self, plugin: Arc<Plugin>, detected_at: SystemTime, tracker: Arc<Tracker>) {
-        self.supersede_active(None);
         let number = self.next;
-        self.next += 1;
+        self.push_numbered(number, plugin, detected_at, tracker);
+    }
+
+    /// As [`History::push`] with the number given (a revision object's,
+    /// which only grows across hosts); later numbers follow it.
+    pub fn push_numbered(
+        &mut self,
+        number: u32,
+        plugin: Arc<Plugin>,
+        detected_at: SystemTime,
+        tracker: Arc<Tracker>,
+    ) {
+        self.supersede_active(None);
+        self.next = self.next.max(number + 1);
         self.revisions.push_back(Revision {
             number,
             plugin,

@@ -44,6 +44,9 @@ pub struct Options {
     /// Check answers against the grant before applying (always, except
     /// under the `--unsafe-skip-grant-checks` test hook).
     pub enforce_grants: bool,
+    /// Only parents in this namespace (a tenant's plugin); the watches stay
+    /// shared and cluster-wide.
+    pub namespace: Option<String>,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             workers: 4,
             backoff: Backoff::default(),
             enforce_grants: true,
+            namespace: None,
         }
     }
 }
@@ -237,7 +241,7 @@ impl Controller {
     /// Queues every cached parent.
     fn resync(&self, priority: Priority) {
         for p in self.parent.all() {
-            self.queue.add(
+            self.enqueue(
                 &key(
                     p.metadata.namespace.as_deref(),
                     p.metadata.name.as_deref().unwrap_or_default(),
@@ -245,6 +249,18 @@ impl Controller {
                 priority,
             );
         }
+    }
+
+    /// Queues a parent key, unless it is outside the namespace a tenant's
+    /// plugin is confined to.
+    fn enqueue(&self, key: &str, priority: Priority) -> bool {
+        if let Some(ns) = &self.options.namespace
+            && split(key).0 != Some(ns.as_str())
+        {
+            return false;
+        }
+        self.queue.add(key, priority);
+        true
     }
 
     /// Starts the workers.
@@ -398,6 +414,7 @@ fn cluster_scoped_granted(plugin: &Plugin, owned: &[Arc<KindWatch>]) -> anyhow::
     Err(LoadError::NotGranted {
         plugin: plugin.name().to_string(),
         missing,
+        place: crate::plugin::GrantPlace::File,
     }
     .into())
 }

@@ -33,8 +33,9 @@ impl Controller {
                         Change::Deleted(o) => (o, Priority::High),
                     };
                     for k in self.keys_for(obj, &route).await {
-                        self.queue.add(&k, prio);
-                        self.metrics.workqueue_adds_total(self.name());
+                        if self.enqueue(&k, prio) {
+                            self.metrics.workqueue_adds_total(self.name());
+                        }
                     }
                     self.metrics
                         .workqueue_depth(self.name(), self.queue.depth() as i64);

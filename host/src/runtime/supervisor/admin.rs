@@ -130,7 +130,9 @@ fn revision_view(r: &Revision) -> Value {
 fn slot_view(stem: &str, s: &Slot) -> Value {
     json!({
         "name": s.name,
-        "file": format!("{stem}.wasm"),
+        // Object keys hold a '/', which no file stem does.
+        "file": (!stem.contains('/')).then(|| format!("{stem}.wasm")),
+        "object": stem.contains('/').then_some(stem),
         "active": s.history.active().map(|r| r.number),
         "revisions": s.history.iter().map(revision_view).collect::<Vec<_>>(),
         "candidate": s.shadow.get().map(|c| c.view()),

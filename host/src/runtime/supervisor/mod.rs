@@ -37,6 +37,7 @@ use crate::plugin::{LoadError, Plugin};
 use crate::server::{AdminError, AdminRequest};
 
 mod admin;
+pub mod objects;
 mod rejection;
 mod swap;
 
@@ -80,15 +81,29 @@ enum Command {
         reason: String,
     },
     Admin(AdminRequest, oneshot::Sender<Result<Value, AdminError>>),
+    /// From the package controller (plugins declared as objects).
+    Object(objects::ObjectCommand),
 }
 
-/// One plugin: the file `<stem>.wasm` and what runs from it.
+/// One plugin: the file `<stem>.wasm` (or the object, see [`objects`])
+/// and what runs from it.
 struct Slot {
     name: String,
     controller: Arc<Controller>,
     history: History,
     shadow: Arc<ShadowSlot>,
     rejected: VecDeque<Rejection>,
+    spec: SlotSpec,
+}
+
+/// How a slot's controllers run, beside the plugin's own grant.
+#[derive(Debug, Clone, Default)]
+pub struct SlotSpec {
+    /// Key/values handed to every reconcile.
+    pub config: Vec<(String, String)>,
+    /// A tenant plugin's namespace: its parents there only, and its writes
+    /// (under `--impersonate`) as its ServiceAccount there.
+    pub tenant: Option<String>,
 }
 
 /// Loading state of one file.
@@ -182,7 +197,8 @@ impl Supervisor {
             }
         }
         for (id, plugin) in installed {
-            if let Err(e) = sup.add_slot(&id.stem, plugin, SystemTime::now()).await {
+            if let Err(e) = sup.add_slot(&id.stem, plugin, SystemTime::now(), SlotSpec::default())
+                .await {
                 sup.reject(&id, RejectionKind::of_start(&e), format!("{e:#}"));
             }
         }
@@ -336,6 +352,7 @@ impl Supervisor {
                 digest,
                 reason,
             } => self.failing(&stem, &digest, reason).await,
+            Command::Object(command) => self.object(command).await,
             Command::Admin(request, reply) => {
                 let answer = self.answer(request).await;
                 let _ = reply.send(answer);

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
 
-use super::{Command, RejectionKind, Slot, Supervisor};
+use super::{Command, RejectionKind, Slot, SlotSpec, Supervisor};
 use crate::contract::EventType;
 use crate::plugin::dir::{FileId, Role};
 use crate::plugin::revisions::{History, Tracker};
@@ -89,7 +89,14 @@ impl Supervisor {
             .unwrap_or(plugin);
         let stem = id.stem.clone();
         if let Err(e) = self
-            .switch(&stem, plugin, Switch::Build { detected_at })
+            .switch(
+                &stem,
+                plugin,
+                Switch::Build {
+                    detected_at,
+                    number: None,
+                },
+            )
             .await
         {
             self.reject(id, RejectionKind::of_start(&e), format!("{e:#}"));
@@ -108,7 +115,8 @@ impl Supervisor {
             return;
         }
         let added = match self.install_crds(&plugin).await {
-            Ok(()) => self.add_slot(&id.stem, plugin.clone(), detected_at).await,
+            Ok(()) => self.add_slot(&id.stem, plugin.clone(), detected_at, SlotSpec::default())
+                    .await,
             Err(e) => Err(e),
         };
         if let Err(e) = added {
@@ -210,11 +218,26 @@ impl Supervisor {
         stem: &str,
         plugin: Arc<Plugin>,
         detected_at: SystemTime,
+        spec: SlotSpec,
+    ) -> anyhow::Result<()> {
+        self.add_slot_numbered(stem, plugin, detected_at, spec, None)
+            .await
+    }
+
+    /// As [`Supervisor::add_slot`], with the first revision numbered as
+    /// its object says.
+    pub(super) async fn add_slot_numbered(
+        &mut self,
+        stem: &str,
+        plugin: Arc<Plugin>,
+        detected_at: SystemTime,
+        spec: SlotSpec,
+        number: Option<u32>,
     ) -> anyhow::Result<()> {
         let tracker = Arc::new(Tracker::new(self.options.swap.rollback, None));
         let shadow: Arc<ShadowSlot> = Arc::default();
         let controller = self
-            .start_controller(stem, &plugin, tracker.clone(), shadow.clone())
+            .start_controller(stem, &plugin, tracker.clone(), shadow.clone(), &spec)
             .await?;
         controller.run();
         let mut history = History::new(self.options.swap.keep);
@@ -222,7 +245,10 @@ impl Supervisor {
             .metrics
             .plugin_active_revision(plugin.name(), plugin.info().short_digest());
         let name = plugin.name().to_string();
-        history.push(plugin, detected_at, tracker);
+        match number {
+            Some(n) => history.push_numbered(n, plugin, detected_at, tracker),
+            None => history.push(plugin, detected_at, tracker),
+        }
         self.slots.insert(
             stem.to_string(),
             Slot {
@@ -231,6 +257,7 @@ impl Supervisor {
                 history,
                 shadow,
                 rejected: VecDeque::new(),
+                spec,
             },
         );
         Ok(())
@@ -242,12 +269,14 @@ impl Supervisor {
         plugin: &Arc<Plugin>,
         tracker: Arc<Tracker>,
         shadow: Arc<ShadowSlot>,
+        spec: &SlotSpec,
     ) -> anyhow::Result<Arc<Controller>> {
-        let grant = self.options.grants.grant_for(plugin.registration());
+        let grant = plugin.grant();
         let caches = &self.shared.caches;
         let writer = match &self.options.impersonate {
             Some(ns) => {
-                let id = Identity::for_plugin(ns, plugin.name(), &grant);
+                let ns = spec.tenant.as_deref().unwrap_or(ns);
+                let id = Identity::for_plugin(ns, plugin.name(), grant);
                 tracing::info!(plugin = plugin.name(), user = %id.user(), "writes impersonate the plugin's ServiceAccount");
                 Arc::new(caches.kinds().with_client(id.client(&self.config)?))
             }
@@ -257,6 +286,7 @@ impl Supervisor {
         if let Some(n) = grant.limits.concurrency {
             options.workers = n;
         }
+        options.namespace = spec.tenant.clone();
         let tx = self.tx.clone();
         let (stem, digest) = (stem.to_string(), plugin.info().digest.clone());
         let hooks = RevisionHooks {
@@ -275,7 +305,7 @@ impl Supervisor {
             &self.shared,
             writer,
             options,
-            Vec::new(),
+            spec.config.clone(),
             hooks,
         )
         .await
@@ -299,11 +329,12 @@ impl Supervisor {
         };
         let tracker = Arc::new(Tracker::new(self.options.swap.rollback, probation));
         let shadow = slot.shadow.clone();
+        let spec = slot.spec.clone();
         if plugin.registration().crds != old.plugin().registration().crds {
             self.install_crds(&plugin).await?;
         }
         let new = self
-            .start_controller(stem, &plugin, tracker.clone(), shadow)
+            .start_controller(stem, &plugin, tracker.clone(), shadow, &spec)
             .await?;
         new.inherit(&old);
         old.stop(self.options.grace).await;
@@ -360,14 +391,22 @@ impl Supervisor {
     ) -> anyhow::Result<(&'static str, Option<String>)> {
         let slot = self.slots.get_mut(stem).context("no such plugin")?;
         Ok(match how {
-            Switch::Build { detected_at } => {
+            Switch::Build {
+                detected_at,
+                number,
+            } => {
                 match slot
                     .history
                     .by_digest(&plugin.info().digest)
                     .map(|r| r.number)
                 {
                     Some(n) => slot.history.reactivate(n, tracker, None),
-                    None => slot.history.push(plugin.clone(), detected_at, tracker),
+                    None => match number {
+                        Some(n) => slot
+                            .history
+                            .push_numbered(n, plugin.clone(), detected_at, tracker),
+                        None => slot.history.push(plugin.clone(), detected_at, tracker),
+                    },
                 }
                 ("swapped", None)
             }
@@ -419,7 +458,11 @@ impl Supervisor {
 
 pub(super) enum Switch {
     /// A new (or earlier) build from the file.
-    Build { detected_at: SystemTime },
+    Build {
+        detected_at: SystemTime,
+        /// The revision object's number, for plugins declared as objects.
+        number: Option<u32>,
+    },
     /// Back to a kept revision, automatically or by hand.
     Back {
         number: u32,

@@ -14,6 +14,7 @@ pub mod contract;
 pub mod engine;
 pub(crate) mod kinds;
 pub mod oci;
+pub(crate) mod packages;
 pub mod plugin;
 pub(crate) mod rbac;
 pub(crate) mod runtime;

@@ -33,7 +33,9 @@ fn a_plugin_asking_for_more_than_it_is_granted_does_not_load() {
         .err()
         .expect("refused");
     match &err {
-        LoadError::NotGranted { plugin, missing, .. } => {
+        LoadError::NotGranted {
+            plugin, missing, ..
+        } => {
             assert_eq!(plugin, "reads");
             let missing: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
             assert_eq!(missing, ["reads v1/ConfigMap"]);

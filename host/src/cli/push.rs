@@ -57,7 +57,10 @@ impl RegistryArgs {
             return Ok(RegistryAuth::Anonymous);
         }
         let bytes = std::fs::read(&path).map_err(|e| {
-            Failure::new(ExitCode::Failure, format!("reading {}: {e}", path.display()))
+            Failure::new(
+                ExitCode::Failure,
+                format!("reading {}: {e}", path.display()),
+            )
         })?;
         auth::for_registry(&bytes, registry)
             .map_err(|e| Failure::new(ExitCode::Failure, format!("{}: {e}", path.display())))
@@ -78,7 +81,10 @@ pub struct Args {
 /// prints the manifest digest.
 pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
     let bytes = std::fs::read(&args.plugin).map_err(|e| {
-        Failure::new(ExitCode::Failure, format!("reading {}: {e}", args.plugin.display()))
+        Failure::new(
+            ExitCode::Failure,
+            format!("reading {}: {e}", args.plugin.display()),
+        )
     })?;
     let plugin = Plugin::load(engine, &bytes, Limits::default())
         .map_err(|e| Failure::new(ExitCode::Failure, format!("{}: {e}", args.plugin.display())))?;

@@ -10,9 +10,25 @@ use crate::runtime::{self, Options, RunOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory of plugin components (*.wasm).
-    #[arg(long, value_name = "DIR")]
-    pub plugins: PathBuf,
+    /// Directory of plugin components (*.wasm), followed while the host
+    /// runs (hot swap).
+    #[arg(long, value_name = "DIR", required_unless_present = "plugin_objects")]
+    pub plugins: Option<PathBuf>,
+    /// Also run the plugins declared as objects (ClusterReconcilerPlugin,
+    /// ReconcilerPlugin), fetched from registries; installs their CRDs.
+    #[arg(long)]
+    pub plugin_objects: bool,
+    /// A registry (`host[:port]`) reached over plain HTTP instead of HTTPS;
+    /// repeat for several. Only for registries on a trusted network.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Largest plugin artifact fetched, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub max_artifact_mib: u64,
+    /// How often a plugin object's source is resolved again (a tag may
+    /// move), in seconds.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    pub source_poll_s: u64,
     /// Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, or in-cluster].
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
@@ -89,9 +105,28 @@ pub struct Args {
     pub no_auto_rollback: bool,
 }
 
+/// How plugin objects' artifacts are fetched, from the flags.
+fn packages(engine: &Engine, args: &Args) -> runtime::PackageOptions {
+    runtime::PackageOptions {
+        registry: crate::oci::RegistryOptions {
+            plain_http: args.insecure_registry.clone(),
+            max_bytes: args.max_artifact_mib << 20,
+            ..Default::default()
+        },
+        poll: Duration::from_secs(args.source_poll_s.max(1)),
+        artifacts: engine
+            .config()
+            .cache_dir
+            .as_ref()
+            .map(|d| d.with_file_name("artifacts")),
+        host_namespace: std::env::var("OPERON_POD_NAMESPACE").ok(),
+    }
+}
+
 pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
     let options = RunOptions {
         plugins_dir: args.plugins.clone(),
+        packages: args.plugin_objects.then(|| packages(&engine, args)),
         kubeconfig: args.kubeconfig.clone(),
         namespace: args.namespace.clone(),
         metrics_addr: args.metrics_addr,

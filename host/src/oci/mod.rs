@@ -73,7 +73,9 @@ pub enum ArtifactError {
         crate::contract::REQUIRED_EXPORTS.join(", ")
     )]
     Exports { found: String },
-    #[error("the layer is {size} bytes, over the limit of {limit} bytes (raise --max-artifact-mib)")]
+    #[error(
+        "the layer is {size} bytes, over the limit of {limit} bytes (raise --max-artifact-mib)"
+    )]
     TooLarge { size: u64, limit: u64 },
 }
 
@@ -110,12 +112,14 @@ impl WasmConfig {
             return Ok(());
         };
         let exported = |want: &str| {
-            component
-                .exports
-                .iter()
-                .any(|e| e == want || e.ends_with(&format!("/{want}")) || e.ends_with(&format!("#{want}")))
+            component.exports.iter().any(|e| {
+                e == want || e.ends_with(&format!("/{want}")) || e.ends_with(&format!("#{want}"))
+            })
         };
-        if crate::contract::REQUIRED_EXPORTS.iter().all(|w| exported(w)) {
+        if crate::contract::REQUIRED_EXPORTS
+            .iter()
+            .all(|w| exported(w))
+        {
             return Ok(());
         }
         Err(ArtifactError::Exports {
@@ -152,7 +156,9 @@ mod tests {
         config(&["describe", "reconcile", "map-related"])
             .check()
             .unwrap();
-        let err = config(&["wasi:http/incoming-handler@0.2.0"]).check().unwrap_err();
+        let err = config(&["wasi:http/incoming-handler@0.2.0"])
+            .check()
+            .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("the component exports wasi:http/incoming-handler@0.2.0, not the reconciler world's describe"),

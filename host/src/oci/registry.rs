@@ -82,10 +82,11 @@ pub enum RegistryError {
 /// Parses a reference (`registry/repo:tag`, `registry/repo@sha256:…`).
 pub fn reference(text: &str) -> Result<Reference, RegistryError> {
     let text = text.strip_prefix("oci://").unwrap_or(text);
-    text.parse().map_err(|e: oci_client::ParseError| RegistryError::Reference {
-        reference: text.to_string(),
-        message: e.to_string(),
-    })
+    text.parse()
+        .map_err(|e: oci_client::ParseError| RegistryError::Reference {
+            reference: text.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// A registry client.
@@ -145,15 +146,16 @@ impl Registry {
             .map_err(|e| Self::failed("pushing", r, e))?;
         // The registry names a manifest by the digest of the bytes it
         // stored; ask rather than assume they are ours.
-        Ok(self
-            .resolve(r, auth)
-            .await
-            .unwrap_or(manifest_digest))
+        Ok(self.resolve(r, auth).await.unwrap_or(manifest_digest))
     }
 
     /// The digest a reference names: its own when it has one, else what
     /// its tag points to now.
-    pub async fn resolve(&self, r: &Reference, auth: &RegistryAuth) -> Result<String, RegistryError> {
+    pub async fn resolve(
+        &self,
+        r: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<String, RegistryError> {
         if let Some(d) = r.digest() {
             return Ok(d.to_string());
         }
@@ -165,7 +167,11 @@ impl Registry {
 
     /// Pulls the artifact `r` names (by digest, for a reproducible fetch),
     /// checking it as the module docs say.
-    pub async fn pull(&self, r: &Reference, auth: &RegistryAuth) -> Result<Artifact, RegistryError> {
+    pub async fn pull(
+        &self,
+        r: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<Artifact, RegistryError> {
         let invalid = |error| RegistryError::Artifact {
             reference: r.whole(),
             error,
@@ -190,7 +196,9 @@ impl Registry {
             )));
         };
         let layer = check_manifest(&manifest, self.options.max_bytes).map_err(invalid)?;
-        let config = self.blob(r, &manifest.config, MAX_CONFIG_BYTES as u64).await?;
+        let config = self
+            .blob(r, &manifest.config, MAX_CONFIG_BYTES as u64)
+            .await?;
         let config: WasmConfig = serde_json::from_slice(&config)
             .map_err(|e| invalid(ArtifactError::Config(e.to_string())))?;
         config.check().map_err(invalid)?;
@@ -212,7 +220,12 @@ impl Registry {
     }
 
     /// A blob, at most `max` bytes whatever its descriptor says.
-    async fn blob(&self, r: &Reference, d: &OciDescriptor, max: u64) -> Result<Vec<u8>, RegistryError> {
+    async fn blob(
+        &self,
+        r: &Reference,
+        d: &OciDescriptor,
+        max: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
         let mut stream = self
             .client
             .pull_blob_stream(r, d)
@@ -306,9 +319,18 @@ mod tests {
             check_manifest(&image, 2000),
             Err(ArtifactError::ConfigMediaType(_))
         ));
-        let two = manifest(CONFIG_MEDIA_TYPE, &[(LAYER_MEDIA_TYPE, 1), (LAYER_MEDIA_TYPE, 1)]);
-        assert_eq!(check_manifest(&two, 2000).unwrap_err(), ArtifactError::Layers(2));
-        let tar = manifest(CONFIG_MEDIA_TYPE, &[("application/vnd.oci.image.layer.v1.tar", 1)]);
+        let two = manifest(
+            CONFIG_MEDIA_TYPE,
+            &[(LAYER_MEDIA_TYPE, 1), (LAYER_MEDIA_TYPE, 1)],
+        );
+        assert_eq!(
+            check_manifest(&two, 2000).unwrap_err(),
+            ArtifactError::Layers(2)
+        );
+        let tar = manifest(
+            CONFIG_MEDIA_TYPE,
+            &[("application/vnd.oci.image.layer.v1.tar", 1)],
+        );
         assert!(matches!(
             check_manifest(&tar, 2000),
             Err(ArtifactError::LayerMediaType(_))

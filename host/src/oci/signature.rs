@@ -33,8 +33,8 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// (id-ecPublicKey, prime256v1, a 66-byte BIT STRING); the uncompressed
 /// point follows.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// Why an artifact is not verified.
@@ -118,15 +118,20 @@ pub async fn verify(
         signature_tag(digest),
     );
     let client = registry.client();
-    let (manifest, _) = client
-        .pull_manifest(&sig_ref, auth)
-        .await
-        .map_err(|e| VerifyError::NoSignature(crate::bounded::message(&e.to_string()).into_owned()))?;
+    let (manifest, _) = client.pull_manifest(&sig_ref, auth).await.map_err(|e| {
+        VerifyError::NoSignature(crate::bounded::message(&e.to_string()).into_owned())
+    })?;
     let OciManifest::Image(manifest) = manifest else {
-        return Err(VerifyError::NoSignature("the signature is an image index".into()));
+        return Err(VerifyError::NoSignature(
+            "the signature is an image index".into(),
+        ));
     };
     let mut checked = 0;
-    for layer in manifest.layers.iter().filter(|l| l.media_type == SIMPLE_SIGNING) {
+    for layer in manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING)
+    {
         let Some(sig) = layer
             .annotations
             .as_ref()
@@ -138,7 +143,11 @@ pub async fn verify(
             continue;
         }
         let mut payload = Vec::new();
-        if client.pull_blob(&sig_ref, layer, &mut payload).await.is_err() {
+        if client
+            .pull_blob(&sig_ref, layer, &mut payload)
+            .await
+            .is_err()
+        {
             continue;
         }
         checked += 1;
@@ -155,8 +164,9 @@ pub async fn verify(
 /// A new P-256 key pair: (PKCS#8 private key, PEM public key).
 pub fn generate_key() -> (Vec<u8>, String) {
     let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-        .expect("the system's random source works");
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .expect("the system's random source works");
     let pair = key_pair(pkcs8.as_ref());
     let mut der = P256_SPKI_PREFIX.to_vec();
     der.extend_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());

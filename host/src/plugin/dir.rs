@@ -100,20 +100,25 @@ struct Seen {
 
 /// The directory and what the last scan found in it.
 pub struct PluginDir {
-    dir: PathBuf,
+    /// `None`: no directory (plugins come from objects only); scans find
+    /// nothing.
+    dir: Option<PathBuf>,
     seen: HashMap<FileId, Seen>,
 }
 
 impl PluginDir {
-    pub fn new(dir: &Path) -> PluginDir {
+    pub fn new(dir: Option<&Path>) -> PluginDir {
         PluginDir {
-            dir: dir.to_path_buf(),
+            dir: dir.map(Path::to_path_buf),
             seen: HashMap::new(),
         }
     }
 
     pub fn path(&self, id: &FileId) -> PathBuf {
-        self.dir.join(id.file_name())
+        match &self.dir {
+            Some(dir) => dir.join(id.file_name()),
+            None => PathBuf::from(id.file_name()),
+        }
     }
 
     /// Lists the directory and reports what changed since the last scan
@@ -123,7 +128,10 @@ impl PluginDir {
     pub fn scan(&mut self) -> std::io::Result<Vec<FileChange>> {
         let now = Instant::now();
         let mut present: HashMap<FileId, Signature> = HashMap::new();
-        for entry in std::fs::read_dir(&self.dir)? {
+        let Some(dir) = &self.dir else {
+            return Ok(Vec::new());
+        };
+        for entry in std::fs::read_dir(dir)? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             let Some(id) = name.to_str().and_then(FileId::parse) else {
@@ -215,7 +223,7 @@ mod tests {
         std::fs::write(dir.join("a.wasm"), b"one").unwrap();
         std::fs::write(dir.join("a.candidate.wasm"), b"one").unwrap();
         std::fs::write(dir.join(".b.wasm.tmp"), b"partial").unwrap();
-        let mut pd = PluginDir::new(&dir);
+        let mut pd = PluginDir::new(Some(&dir));
         let first = pd.scan().unwrap();
         assert_eq!(first.len(), 2, "{first:?}");
         assert!(pd.scan().unwrap().is_empty(), "no change, nothing reported");

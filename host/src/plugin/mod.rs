@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::Store;
 
 pub use error::{CallError, GrantPlace, LoadError};
-pub use grants::{Grant, GrantsFile, Missing};
+pub use grants::{Grant, GrantsFile, LimitsSpec, Missing, NamespaceWord, Namespaces};
 
 use crate::contract::bindings::{Reconciler, ReconcilerPre};
 use crate::contract::cluster::ClusterReader;
@@ -66,7 +66,7 @@ enum GrantFrom<'a> {
     /// The host operator's grants file (its entry, or the default).
     File(&'a GrantsFile),
     /// A plugin object's.
-    Given(Grant),
+    Given(Box<Grant>),
     /// Exactly what it asks (offline runs: the developer is the operator).
     AsRequested,
 }
@@ -164,7 +164,7 @@ impl Plugin {
         limits: Limits,
         grant: Grant,
     ) -> Result<Plugin, LoadError> {
-        Plugin::load_with(engine, bytes, limits, GrantFrom::Given(grant))
+        Plugin::load_with(engine, bytes, limits, GrantFrom::Given(Box::new(grant)))
     }
 
     /// Loads under the grant `from` says.
@@ -210,7 +210,7 @@ impl Plugin {
         registration::validate(&registration)?;
         let (grant, place) = match from {
             GrantFrom::File(file) => (file.grant_for(&registration), GrantPlace::File),
-            GrantFrom::Given(grant) => (grant, GrantPlace::Object),
+            GrantFrom::Given(grant) => (*grant, GrantPlace::Object),
             GrantFrom::AsRequested => (Grant::as_requested(&registration), GrantPlace::File),
         };
         let missing = grant.missing(&registration);

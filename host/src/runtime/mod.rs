@@ -21,7 +21,8 @@ pub use cache::Caches;
 pub use controller::{Options, Shared};
 pub use identity::Identity;
 pub use queue::Backoff;
-pub use supervisor::{Supervisor, SwapOptions};
+pub use supervisor::objects::{ObjectHandle, Probe};
+pub use supervisor::{RejectionKind, SlotSpec, Supervisor, SwapOptions};
 
 use crate::engine::{Engine, Limits};
 use crate::kinds::Kinds;
@@ -31,7 +32,8 @@ use crate::server::{self, Health, Metrics};
 /// Everything `operon run` needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub plugins_dir: PathBuf,
+    /// The plugin directory, if any (plugins may come from objects only).
+    pub plugins_dir: Option<PathBuf>,
     pub kubeconfig: Option<PathBuf>,
     /// Watch only this namespace (namespaced kinds).
     pub namespace: Option<String>,
@@ -50,6 +52,21 @@ pub struct RunOptions {
     /// `--impersonate NS`: each plugin writes as its ServiceAccount in NS.
     pub impersonate: Option<String>,
     pub swap: SwapOptions,
+    /// Plugins declared as objects (`--plugin-objects`), when on.
+    pub packages: Option<PackageOptions>,
+}
+
+/// How plugins declared as objects are fetched.
+#[derive(Debug, Clone)]
+pub struct PackageOptions {
+    pub registry: crate::oci::RegistryOptions,
+    /// How often a plugin's source is resolved again.
+    pub poll: Duration,
+    /// Where fetched artifacts are kept (beside the compile cache).
+    pub artifacts: Option<PathBuf>,
+    /// The host's namespace: where a ClusterReconcilerPlugin's pull
+    /// secrets are when their reference names none.
+    pub host_namespace: Option<String>,
 }
 
 /// A Kubernetes client from a kubeconfig file, or the usual defaults
@@ -148,11 +165,29 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
             "--unsafe-skip-grant-checks: answers are applied without checking them against the grants (a test hook)"
         );
     }
-    let supervisor = Supervisor::start(engine, options.clone(), shared, config, client).await?;
+    let supervisor = Supervisor::start(
+        engine.clone(),
+        options.clone(),
+        shared,
+        config,
+        client.clone(),
+    )
+    .await?;
+    if let Some(packages) = &options.packages {
+        start_packages(
+            &engine,
+            &client,
+            &supervisor,
+            packages,
+            &stop_rx,
+            options.install_crds,
+        )
+        .await?;
+    }
     let (admin_at, _) = server::start_routes(
         options.admin_addr,
         server::Routes::admin(supervisor.admin()),
-        stopped(stop_rx),
+        stopped(stop_rx.clone()),
     )
     .await?;
     tracing::info!(%admin_at, "serving /plugins (operon plugins)");
@@ -164,7 +199,7 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     tracing::info!(
         controllers = controllers.len(),
         watches = caches.open_watches(),
-        dir = %options.plugins_dir.display(),
+        dir = ?options.plugins_dir,
         "caches synced; reconciling, and following the plugin directory"
     );
     drop(controllers);
@@ -201,6 +236,43 @@ async fn serve_probes(
 /// Completes once `stop` turns true (or its sender is gone).
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Installs the host's own CRDs and starts the package controllers
+/// (`ClusterReconcilerPlugin`, `ReconcilerPlugin`) beside the supervisor.
+async fn start_packages(
+    engine: &Engine,
+    client: &kube::Client,
+    supervisor: &Supervisor,
+    options: &PackageOptions,
+    stop: &watch::Receiver<bool>,
+    install_crds: bool,
+) -> anyhow::Result<()> {
+    use crate::packages::controller::{Context, run};
+    use crate::packages::types::{ClusterReconcilerPlugin, ReconcilerPlugin};
+    if install_crds {
+        crds::install(client, "operon", &crate::packages::crds()).await?;
+    }
+    let preparer = crate::packages::prepare::Preparer::new(
+        engine.clone(),
+        crate::oci::Registry::new(options.registry.clone()),
+        client.clone(),
+        options.artifacts.clone(),
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        preparer,
+        supervisor.objects(),
+        options.host_namespace.clone(),
+        options.poll,
+    ));
+    tokio::spawn(run::<ClusterReconcilerPlugin>(
+        ctx.clone(),
+        stopped(stop.clone()),
+    ));
+    tokio::spawn(run::<ReconcilerPlugin>(ctx, stopped(stop.clone())));
+    tracing::info!("following ClusterReconcilerPlugin and ReconcilerPlugin objects");
+    Ok(())
 }
 
 async fn shutdown_signal() {

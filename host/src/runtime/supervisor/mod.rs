@@ -151,11 +151,15 @@ impl Supervisor {
         client: kube::Client,
     ) -> anyhow::Result<Supervisor> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut dir = PluginDir::new(&options.plugins_dir);
+        let mut dir = PluginDir::new(options.plugins_dir.as_deref());
         let changes = dir.scan().with_context(|| {
             format!(
                 "reading the plugin directory {}",
-                options.plugins_dir.display()
+                options
+                    .plugins_dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
             )
         })?;
         let host_object = host_object(&client).await;
@@ -197,13 +201,15 @@ impl Supervisor {
             }
         }
         for (id, plugin) in installed {
-            if let Err(e) = sup.add_slot(&id.stem, plugin, SystemTime::now(), SlotSpec::default())
-                .await {
+            if let Err(e) = sup
+                .add_slot(&id.stem, plugin, SystemTime::now(), SlotSpec::default())
+                .await
+            {
                 sup.reject(&id, RejectionKind::of_start(&e), format!("{e:#}"));
             }
         }
         if sup.slots.is_empty() {
-            tracing::warn!(dir = %sup.options.plugins_dir.display(), "no plugin running yet; components placed in the directory are loaded as they appear");
+            tracing::warn!(dir = ?sup.options.plugins_dir, "no plugin running yet; components placed in the directory are loaded as they appear");
         }
         for id in candidates {
             sup.start_load(id);
@@ -284,7 +290,7 @@ impl Supervisor {
         let changes = match self.dir.scan() {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(dir = %self.options.plugins_dir.display(), error = %e, "cannot read the plugin directory");
+                tracing::warn!(dir = ?self.options.plugins_dir, error = %e, "cannot read the plugin directory");
                 return;
             }
         };

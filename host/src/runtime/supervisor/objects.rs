@@ -124,7 +124,8 @@ impl Supervisor {
             ObjectCommand::Withdraw { key } => self.withdraw(&key),
             ObjectCommand::Shadow { key, plugin } => {
                 if let Some(slot) = self.slots.get(&key) {
-                    let candidate = plugin.map(|p| Arc::new(crate::plugin::shadow::Candidate::new(p)));
+                    let candidate =
+                        plugin.map(|p| Arc::new(crate::plugin::shadow::Candidate::new(p)));
                     slot.shadow.set(candidate);
                 }
             }
@@ -147,7 +148,10 @@ impl Supervisor {
                 .iter()
                 .find(|(_, s)| s.name == plugin.name() && s.spec.tenant == spec.tenant);
             if let Some((other, _)) = taken {
-                anyhow::bail!("a plugin named {} is already loaded from {other}", plugin.name());
+                anyhow::bail!(
+                    "a plugin named {} is already loaded from {other}",
+                    plugin.name()
+                );
             }
             if spec.tenant.is_none() {
                 self.install_crds(&plugin).await?;

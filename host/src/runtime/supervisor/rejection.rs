@@ -50,7 +50,7 @@ impl RejectionKind {
     }
 
     /// The kind of a load failure.
-    pub(super) fn of_load(e: &LoadError) -> RejectionKind {
+    pub fn of_load(e: &LoadError) -> RejectionKind {
         match e {
             LoadError::Read { .. } => RejectionKind::Unreadable,
             LoadError::NotComponent(_) => RejectionKind::NotAComponent,

@@ -115,8 +115,10 @@ impl Supervisor {
             return;
         }
         let added = match self.install_crds(&plugin).await {
-            Ok(()) => self.add_slot(&id.stem, plugin.clone(), detected_at, SlotSpec::default())
-                    .await,
+            Ok(()) => {
+                self.add_slot(&id.stem, plugin.clone(), detected_at, SlotSpec::default())
+                    .await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = added {
@@ -402,9 +404,10 @@ impl Supervisor {
                 {
                     Some(n) => slot.history.reactivate(n, tracker, None),
                     None => match number {
-                        Some(n) => slot
-                            .history
-                            .push_numbered(n, plugin.clone(), detected_at, tracker),
+                        Some(n) => {
+                            slot.history
+                                .push_numbered(n, plugin.clone(), detected_at, tracker)
+                        }
                         None => slot.history.push(plugin.clone(), detected_at, tracker),
                     },
                 }

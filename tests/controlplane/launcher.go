@@ -54,6 +54,9 @@ type state struct {
 	Nodes      int         `json:"nodes"`
 	Components []component `json:"components"`
 	Watchdog   *component  `json:"watchdog,omitempty"`
+	// The test registries (tool_registry.go): open, and with basic auth.
+	Registry     *registryInfo `json:"registry,omitempty"`
+	RegistryAuth *registryInfo `json:"registryAuth,omitempty"`
 }
 
 func logf(format string, a ...any) {
@@ -365,24 +368,28 @@ func up(dir string, nodes, ownerPid int, timeout time.Duration) (string, error) 
 	}
 	logf("etcd healthy after %s", time.Since(t0).Round(time.Millisecond))
 
-	if err := l.spawn("kube-apiserver", server+"/readyz",
-		"--etcd-servers="+etcdURL,
+	audit, err := auditFlags(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := l.spawn("kube-apiserver", server+"/readyz", append([]string{
+		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", apiPort),
-		"--tls-cert-file="+pki("apiserver.crt"),
-		"--tls-private-key-file="+pki("apiserver.key"),
-		"--client-ca-file="+pki("ca.crt"),
+		"--tls-cert-file=" + pki("apiserver.crt"),
+		"--tls-private-key-file=" + pki("apiserver.key"),
+		"--client-ca-file=" + pki("ca.crt"),
 		"--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+pki("sa.pub"),
-		"--service-account-signing-key-file="+pki("sa.key"),
+		"--service-account-key-file=" + pki("sa.pub"),
+		"--service-account-signing-key-file=" + pki("sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--endpoint-reconciler-type=none", // 127.0.0.1 is not a valid Endpoints address
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=0",
-	); err != nil {
+	}, audit...)...); err != nil {
 		return "", err
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigs["admin"])
@@ -438,6 +445,9 @@ func up(dir string, nodes, ownerPid int, timeout time.Duration) (string, error) 
 		"--node-lease-duration-seconds=40",
 		fmt.Sprintf("--server-address=127.0.0.1:%d", kwokPort),
 	); err != nil {
+		return "", err
+	}
+	if err := l.startRegistries(deadline); err != nil {
 		return "", err
 	}
 	if ownerPid > 0 {
@@ -684,6 +694,7 @@ func cmdEnv(args []string) int {
 		return 1
 	}
 	fmt.Printf("export KUBECONFIG=%s\n", shellQuote(s.Kubeconfig))
+	printRegistryEnv(s)
 	return 0
 }
 

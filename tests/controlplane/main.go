@@ -1,7 +1,8 @@
 // Command operon-controlplane is a single binary holding a whole Kubernetes
 // control plane for operon's tests and demo: etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler and kwok (fake nodes), plus a small
-// launcher (up/down/status/env) that wires them together on loopback.
+// launcher (up/down/status/env) that wires them together on loopback, and
+// the tools operon's packaging tests use: crane, helm and an OCI registry.
 //
 // The component is chosen by argv[0] (symlink named like the component) or by
 // the first argument: `operon-controlplane kube-apiserver --flags...`.
@@ -32,6 +33,11 @@ const usage = `usage: operon-controlplane <command> [flags]
 
 components (run in the foreground, flags are the upstream ones):
   etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kwok
+
+tools:
+  crane ...                    go-containerregistry's crane (images without a daemon)
+  helm ...                     Helm 4
+  registry --addr A --root DIR [--htpasswd FILE]   an OCI registry (distribution)
 
 launcher:
   up      --state-dir DIR [--nodes N] [--owner-pid PID] [--timeout 120s]
@@ -81,6 +87,12 @@ func dispatch(name string, args []string) int {
 		return cli.Run(cmd)
 	case "kwok":
 		return runKwok(args)
+	case "crane":
+		return runCrane(args)
+	case "helm":
+		return runHelm(args)
+	case "registry", "registry-auth":
+		return runRegistry(args)
 	case "up":
 		return cmdUp(args)
 	case "down":

@@ -42,6 +42,15 @@ const BUILD_STEPS: &[(&str, &str)] = &[
     ),
     ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler/app"),
     ("kwok", "sigs.k8s.io/kwok/pkg/kwok/cmd"),
+    ("helm", "helm.sh/helm/v4/pkg/cmd"),
+    (
+        "crane",
+        "github.com/google/go-containerregistry/cmd/crane/cmd",
+    ),
+    (
+        "registry",
+        "github.com/distribution/distribution/v3/registry",
+    ),
 ];
 
 fn progress(msg: std::fmt::Arguments<'_>) {
@@ -392,6 +401,51 @@ fn run_bin(sub: &str, state_dir: &Path) -> Result<std::process::ExitStatus> {
         .stdin(Stdio::null())
         .status()
         .with_context(|| format!("run {} {sub}", bin.display()))
+}
+
+/// The OCI registries `up` started beside the cluster (tool_registry.go):
+/// plain HTTP on loopback, one open and one behind basic auth.
+#[derive(Debug, Clone)]
+pub struct Registries {
+    /// `host:port` of the open registry.
+    pub open: String,
+    /// `host:port` of the registry that requires [`Registries::username`].
+    pub auth: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Reads the registries of the cluster in `state_dir` from the binary's
+/// `env` subcommand (the launcher's one source of truth, no JSON parser
+/// needed in this std-only module).
+pub fn registries(state_dir: &Path) -> Result<Registries> {
+    let state_dir = absolute(state_dir)?;
+    let bin = binary_for_state(&state_dir)?;
+    let out = Command::new(&bin)
+        .arg("env")
+        .arg(format!("--state-dir={}", state_dir.display()))
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {} env", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let var = |name: &str| -> Result<String> {
+        let prefix = format!("export {name}=");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim_matches('\'').to_string())
+            .with_context(|| {
+                format!(
+                    "{name} missing from `env` of the cluster in {} (started by an older launcher?)",
+                    state_dir.display()
+                )
+            })
+    };
+    Ok(Registries {
+        open: var("OPERON_REGISTRY")?,
+        auth: var("OPERON_REGISTRY_AUTH")?,
+        username: var("OPERON_REGISTRY_USERNAME")?,
+        password: var("OPERON_REGISTRY_PASSWORD")?,
+    })
 }
 
 /// Stops exactly the processes recorded in `state_dir` and removes it.

@@ -29,6 +29,10 @@ pub struct Args {
     /// move), in seconds.
     #[arg(long, value_name = "S", default_value_t = 60)]
     pub source_poll_s: u64,
+    /// Run only the plugin objects matching this label selector (several
+    /// hosts in one cluster, each with its own plugins).
+    #[arg(long, value_name = "SELECTOR", value_parser = checked_selector)]
+    pub plugin_selector: Option<String>,
     /// Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, or in-cluster].
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
@@ -105,6 +109,14 @@ pub struct Args {
     pub no_auto_rollback: bool,
 }
 
+/// A label selector, refused at start when malformed (the API server would
+/// refuse every watch of it later, far from the flag).
+fn checked_selector(text: &str) -> Result<String, String> {
+    crate::contract::selector::Selector::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// How plugin objects' artifacts are fetched, from the flags.
 fn packages(engine: &Engine, args: &Args) -> runtime::PackageOptions {
     runtime::PackageOptions {
@@ -120,6 +132,7 @@ fn packages(engine: &Engine, args: &Args) -> runtime::PackageOptions {
             .as_ref()
             .map(|d| d.with_file_name("artifacts")),
         host_namespace: std::env::var("OPERON_POD_NAMESPACE").ok(),
+        selector: args.plugin_selector.clone(),
     }
 }
 

@@ -21,7 +21,7 @@ pub mod signature;
 
 use serde::{Deserialize, Serialize};
 
-pub use registry::{Artifact, Registry, RegistryOptions};
+pub use registry::{Artifact, Registry, RegistryOptions, reference};
 
 /// The config media type of a Wasm OCI artifact.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";

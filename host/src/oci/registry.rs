@@ -64,6 +64,7 @@ pub enum RegistryError {
     Registry {
         op: &'static str,
         reference: String,
+        failure: Failure,
         message: String,
     },
     #[error("{reference}: {error}")]
@@ -77,6 +78,43 @@ pub enum RegistryError {
         expected: String,
         found: String,
     },
+}
+
+/// What kind of registry failure: what a user does next differs (fix the
+/// name, the credentials, or wait for the registry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No such repository, tag or blob.
+    NotFound,
+    /// The credentials were refused, or none were given where needed.
+    Unauthorized,
+    /// No answer: connection refused, timed out, TLS.
+    Unreachable,
+    /// Anything else the registry answered.
+    Other,
+}
+
+impl Failure {
+    fn of(e: &oci_client::errors::OciDistributionError) -> Failure {
+        use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+        match e {
+            E::ImageManifestNotFoundError(_) => Failure::NotFound,
+            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => Failure::Unauthorized,
+            E::RequestError(_) => Failure::Unreachable,
+            E::ServerError { code: 404, .. } => Failure::NotFound,
+            E::ServerError {
+                code: 401 | 403, ..
+            } => Failure::Unauthorized,
+            E::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
+                Some(C::ManifestUnknown | C::NameUnknown | C::BlobUnknown | C::NotFound) => {
+                    Failure::NotFound
+                }
+                Some(C::Unauthorized | C::Denied) => Failure::Unauthorized,
+                _ => Failure::Other,
+            },
+            _ => Failure::Other,
+        }
+    }
 }
 
 /// Parses a reference (`registry/repo:tag`, `registry/repo@sha256:…`).
@@ -116,10 +154,15 @@ impl Registry {
         &self.client
     }
 
-    fn failed(op: &'static str, r: &Reference, e: impl std::fmt::Display) -> RegistryError {
+    fn failed(
+        op: &'static str,
+        r: &Reference,
+        e: oci_client::errors::OciDistributionError,
+    ) -> RegistryError {
         RegistryError::Registry {
             op,
             reference: r.whole(),
+            failure: Failure::of(&e),
             message: crate::bounded::message(&e.to_string()).into_owned(),
         }
     }
@@ -233,7 +276,12 @@ impl Registry {
             .map_err(|e| Self::failed("pulling a blob of", r, e))?;
         let mut out = Vec::with_capacity(d.size.clamp(0, max as i64) as usize);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Self::failed("pulling a blob of", r, e))?;
+            let chunk = chunk.map_err(|e| RegistryError::Registry {
+                op: "pulling a blob of",
+                reference: r.whole(),
+                failure: Failure::Unreachable,
+                message: crate::bounded::message(&e.to_string()).into_owned(),
+            })?;
             if (out.len() + chunk.len()) as u64 > max {
                 return Err(RegistryError::Artifact {
                     reference: r.whole(),

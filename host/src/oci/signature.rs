@@ -215,6 +215,7 @@ pub async fn sign(
         .map_err(|e| super::registry::RegistryError::Registry {
             op: "pushing the signature of",
             reference: r.whole(),
+            failure: super::registry::Failure::Other,
             message: e.to_string(),
         })
 }

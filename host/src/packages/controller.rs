@@ -64,6 +64,9 @@ pub struct Context {
     pub host_namespace: Option<String>,
     /// How often a source is resolved again (a tag may move).
     pub poll: Duration,
+    /// Only the plugin objects with these labels (several hosts in one
+    /// cluster, each with its own set, as ingress classes do).
+    pub selector: Option<String>,
     pub recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -75,6 +78,7 @@ impl Context {
         objects: ObjectHandle,
         host_namespace: Option<String>,
         poll: Duration,
+        selector: Option<String>,
     ) -> Context {
         let reporter = Reporter {
             controller: "operon.dev/packages".into(),
@@ -87,6 +91,7 @@ impl Context {
             objects,
             host_namespace,
             poll,
+            selector,
             failures: Mutex::default(),
         }
     }
@@ -607,8 +612,11 @@ fn record_steps(status: &mut RevisionStatus, steps: &Steps) {
     match &steps.compiled {
         Some(Ok(p)) => {
             let info = p.info();
+            let limits = p.limits();
+            // The limits it runs with, so a tenant sees what its
+            // namespace's policy clamped.
             let note = format!(
-                "plugin {} {} ({}) compiled in {:.0} ms{}",
+                "plugin {} {} ({}) compiled in {:.0} ms{}; limits: memory {} MiB, timeout {} ms, {} children",
                 p.name(),
                 p.registration().version,
                 info.short_digest(),
@@ -617,7 +625,10 @@ fn record_steps(status: &mut RevisionStatus, steps: &Steps) {
                     ", from the cache"
                 } else {
                     ""
-                }
+                },
+                limits.memory_bytes >> 20,
+                limits.timeout.as_millis(),
+                limits.max_children,
             );
             conditions::set(c, kind::COMPILED, Some(true), "Compiled", note);
         }
@@ -635,8 +646,16 @@ pub async fn run<P: PluginKind>(
 ) {
     let plugins = P::api(ctx.client.clone(), None);
     let revisions = P::revisions(ctx.client.clone(), None);
-    let deletions = tokio::spawn(unload_deleted::<P>(ctx.clone(), plugins.clone()));
-    Controller::new(plugins, watcher::Config::default())
+    let mut selected = watcher::Config::default();
+    if let Some(selector) = &ctx.selector {
+        selected = selected.labels(selector);
+    }
+    let deletions = tokio::spawn(unload_deleted::<P>(
+        ctx.clone(),
+        plugins.clone(),
+        selected.clone(),
+    ));
+    Controller::new(plugins, selected)
         .owns(revisions, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<P>, error_policy::<P>, ctx)
@@ -655,8 +674,8 @@ fn error_policy<P: PluginKind>(object: Arc<P>, e: &PassError, _: Arc<Context>) -
 }
 
 /// Unloads the plugin of each plugin object deleted.
-async fn unload_deleted<P: PluginKind>(ctx: Arc<Context>, api: Api<P>) {
-    let mut events = watcher(api, watcher::Config::default()).boxed();
+async fn unload_deleted<P: PluginKind>(ctx: Arc<Context>, api: Api<P>, selected: watcher::Config) {
+    let mut events = watcher(api, selected).boxed();
     while let Some(event) = events.next().await {
         if let Ok(watcher::Event::Delete(object)) = event {
             let def = object.def(ctx.host_namespace.as_deref(), &[]);

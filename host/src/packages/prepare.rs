@@ -19,8 +19,8 @@ use oci_client::secrets::RegistryAuth;
 use super::def::{Def, tenant_refusal};
 use super::types::Source;
 use crate::engine::{Engine, Limits};
-use crate::oci::registry::{self, RegistryError};
-use crate::oci::{Artifact, Registry, WasmConfig, auth, digest_of, signature};
+use crate::oci::registry::{self, Failure, RegistryError};
+use crate::oci::{Artifact, ArtifactError, Registry, WasmConfig, auth, digest_of, signature};
 use crate::plugin::Plugin;
 
 /// A step that did not pass: the condition reason and message.
@@ -43,7 +43,16 @@ impl From<RegistryError> for Refused {
     fn from(e: RegistryError) -> Refused {
         let reason = match &e {
             RegistryError::Reference { .. } => "InvalidReference",
-            RegistryError::Registry { .. } => "RegistryError",
+            RegistryError::Registry { failure, .. } => match failure {
+                Failure::NotFound => "NotFound",
+                Failure::Unauthorized => "Unauthorized",
+                Failure::Unreachable => "Unreachable",
+                Failure::Other => "RegistryError",
+            },
+            RegistryError::Artifact {
+                error: ArtifactError::TooLarge { .. },
+                ..
+            } => "TooLarge",
             RegistryError::Artifact { .. } => "NotAPlugin",
             RegistryError::DigestMismatch { .. } => "DigestMismatch",
         };

@@ -67,6 +67,8 @@ pub struct PackageOptions {
     /// The host's namespace: where a ClusterReconcilerPlugin's pull
     /// secrets are when their reference names none.
     pub host_namespace: Option<String>,
+    /// Only the plugin objects matching this label selector.
+    pub selector: Option<String>,
 }
 
 /// A Kubernetes client from a kubeconfig file, or the usual defaults
@@ -265,6 +267,7 @@ async fn start_packages(
         supervisor.objects(),
         options.host_namespace.clone(),
         options.poll,
+        options.selector.clone(),
     ));
     tokio::spawn(run::<ClusterReconcilerPlugin>(
         ctx.clone(),

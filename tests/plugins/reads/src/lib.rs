@@ -29,7 +29,9 @@ impl Reconciler for Reads {
             Ok(found) => format!("read: {}", found.is_some()),
             Err(e) => e.message().to_string(),
         };
-        let other_namespace = match ctx.get_json("v1", "ConfigMap", Some("prod"), "elsewhere") {
+        let spec = req.spec().unwrap_or(serde_json::Value::Null);
+        let other = spec["otherNamespace"].as_str().unwrap_or("prod");
+        let other_namespace = match ctx.get_json("v1", "ConfigMap", Some(other), "elsewhere") {
             Ok(found) => format!("read: {}", found.is_some()),
             Err(e) => e.message().to_string(),
         };

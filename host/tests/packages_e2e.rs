@@ -1,0 +1,1004 @@
+//! Plugins as packages, against the real control plane and the real OCI
+//! registries it runs (distribution v3, one open, one behind basic auth):
+//! `operon push`, ClusterReconcilerPlugin and ReconcilerPlugin objects,
+//! revisions, bad artifacts, tenants, pull secrets and a registry that goes
+//! away.
+//!
+//! Each test's host follows only the plugin objects labelled with its
+//! namespace (`--plugin-selector`), so tests running side by side never
+//! pick up each other's cluster-scoped objects.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use operon_test_support::{TestEnv, controlplane, wait_until};
+use serde_json::{Value, json};
+
+use common::cluster_scoped::ClusterScoped;
+use common::host::{Host, WAIT, condition, create_memcached, free_port};
+
+const LABEL: &str = "operon.dev/test";
+const MARKER: &[u8] = b"operon-test-revision:";
+
+fn registries(env: &TestEnv) -> controlplane::Registries {
+    let state = env.kubeconfig_path.parent().unwrap();
+    controlplane::registries(state).expect("the test registries (operon-controlplane up)")
+}
+
+/// The revisions test component with its 12-byte label set (a "new
+/// release" without compiling anything; see hotswap_e2e.rs), in a file.
+fn revision_build(env: &TestEnv, label: &str) -> PathBuf {
+    let mut bytes = std::fs::read(common::component("test-plugin-revisions")).unwrap();
+    let at = bytes
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .expect("the revision marker is in the component")
+        + MARKER.len();
+    bytes[at..at + 12].copy_from_slice(format!("{label:_<12}").as_bytes());
+    let path = common::temp_dir(&format!("builds-{}", env.namespace)).join(format!("{label}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `operon push` over plain HTTP; the digest it prints.
+fn push(component: &Path, reference: &str, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
+        .args(["push", "--plain-http"])
+        .arg(component)
+        .arg(reference)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "operon push {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(digest.starts_with("sha256:"), "a digest: {digest}");
+    digest
+}
+
+/// What a careless or hostile publisher could push: any bytes under any
+/// config, without `operon push`'s checks.
+async fn push_raw(reference: &str, bytes: &[u8], exports: Vec<String>) -> String {
+    let registry = operon::oci::Registry::new(operon::oci::RegistryOptions {
+        plain_http: vec![reference.split('/').next().unwrap().to_string()],
+        ..Default::default()
+    });
+    let r = operon::oci::reference(reference).unwrap();
+    let config = operon::oci::WasmConfig::for_component(
+        &operon::oci::digest_of(bytes),
+        vec!["wasi:cli/environment@0.2.0".into()],
+        exports,
+    );
+    registry
+        .push(
+            &r,
+            bytes,
+            &config,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+        )
+        .await
+        .unwrap()
+}
+
+/// A host following this test's plugin objects (and no directory's).
+fn host(env: &TestEnv, registry: &str, extra: &[&str]) -> Host {
+    let selector = format!("{LABEL}={}", env.namespace);
+    let mut args = vec![
+        "--plugin-objects",
+        "--plugin-selector",
+        &selector,
+        "--insecure-registry",
+        registry,
+        "--source-poll-s",
+        "1",
+        "--settle-ms",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    Host::start_with(env, &[], &env.kubeconfig_path, &args)
+}
+
+fn plugin_api(env: &TestEnv) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "operon.dev",
+        "v1alpha1",
+        "ClusterReconcilerPlugin",
+    ));
+    Api::all_with(env.client.clone(), &ar)
+}
+
+fn revision_api(env: &TestEnv) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "operon.dev",
+        "v1alpha1",
+        "ClusterReconcilerPluginRevision",
+    ));
+    Api::all_with(env.client.clone(), &ar)
+}
+
+/// A ClusterReconcilerPlugin named after the test, labelled for its host.
+fn cluster_plugin(env: &TestEnv, spec: Value) -> Value {
+    json!({
+        "apiVersion": "operon.dev/v1alpha1", "kind": "ClusterReconcilerPlugin",
+        "metadata": {"name": env.namespace, "labels": {LABEL: env.namespace}},
+        "spec": spec,
+    })
+}
+
+async fn set_source(env: &TestEnv, image: &str) {
+    plugin_api(env)
+        .patch(
+            &env.namespace,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"source": {"image": image}}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until the test's plugin object satisfies `ok`; returns it.
+async fn plugin_until(env: &TestEnv, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let api = plugin_api(env);
+    wait_until(what, WAIT, || async {
+        let v = serde_json::to_value(api.get(&env.namespace).await?)?;
+        Ok(ok(&v).then_some(v))
+    })
+    .await
+    .unwrap()
+}
+
+/// The plugin's revisions, by number.
+async fn revisions(env: &TestEnv) -> Vec<Value> {
+    let mut items: Vec<Value> = revision_api(env)
+        .list(&ListParams::default().labels(&format!("operon.dev/plugin-object={}", env.namespace)))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    items.sort_by_key(|r| r["spec"]["revision"].as_i64());
+    items
+}
+
+/// Waits until the revision for `digest` satisfies `ok`; returns it.
+async fn revision_until(
+    env: &TestEnv,
+    digest: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_until(what, WAIT, || async {
+        Ok(revisions(env)
+            .await
+            .into_iter()
+            .find(|r| r["spec"]["digest"] == digest && ok(r)))
+    })
+    .await
+    .unwrap()
+}
+
+fn is(obj: &Value, ty: &str, status: &str) -> bool {
+    condition(obj, ty).is_some_and(|c| c["status"] == status)
+}
+
+fn reason(obj: &Value, ty: &str) -> String {
+    condition(obj, ty).map_or(String::new(), |c| {
+        format!(
+            "{}: {}",
+            c["reason"].as_str().unwrap_or(""),
+            c["message"].as_str().unwrap_or("")
+        )
+    })
+}
+
+fn gadgets(env: &TestEnv) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("test.operon.dev", "v1", "Gadget"));
+    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
+}
+
+async fn create_gadget(env: &TestEnv, name: &str, value: u64) {
+    let g: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "test.operon.dev/v1", "kind": "Gadget",
+        "metadata": {"name": name, "namespace": env.namespace},
+        "spec": {"value": value}
+    }))
+    .unwrap();
+    gadgets(env)
+        .create(&PostParams::default(), &g)
+        .await
+        .unwrap();
+}
+
+async fn set_value(env: &TestEnv, name: &str, value: u64) {
+    gadgets(env)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"value": value}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until every gadget's ConfigMap was made by `revision` from its
+/// current value.
+async fn served_by(env: &TestEnv, names: &[String], revision: &str) {
+    let cms: Api<ConfigMap> = env.api();
+    let api = gadgets(env);
+    wait_until(&format!("gadgets served by {revision}"), WAIT, || async {
+        for name in names {
+            let want = api.get(name).await?.data["spec"]["value"].to_string();
+            let Some(cm) = cms.get_opt(name).await? else {
+                return Ok(None);
+            };
+            let data = cm.data.unwrap_or_default();
+            if data.get("revision").map(String::as_str) != Some(revision)
+                || data.get("value") != Some(&want)
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+    .unwrap();
+}
+
+/// Changes one gadget and waits until `revision` served the change: the
+/// active revision keeps serving.
+async fn still_served_by(env: &TestEnv, names: &[String], revision: &str, value: u64) {
+    set_value(env, &names[0], value).await;
+    served_by(env, names, revision).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_memcached_converges_from_its_plugin_object() {
+    let env = TestEnv::new().await;
+    let reg = registries(&env);
+    let reference = format!("{}/{}/memcached:v1", reg.open, env.namespace);
+    let digest = push(&common::component("rust-memcached"), &reference, &[]);
+
+    let inspect = Command::new(env!("CARGO_BIN_EXE_operon"))
+        .args(["inspect", "--plain-http", &format!("oci://{reference}")])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    assert!(
+        shown.contains("memcached") && shown.contains(&digest[..19]),
+        "{shown}"
+    );
+
+    let host = host(&env, &reg.open, &[]);
+    host.ready().await;
+    let mut admin = ClusterScoped::new(&env);
+    admin
+        .apply(&cluster_plugin(
+            &env,
+            json!({"source": {"image": reference, "digest": digest}}),
+        ))
+        .await;
+    let plugin = plugin_until(&env, "the plugin Ready", |p| is(p, "Ready", "True")).await;
+    assert_eq!(plugin["status"]["activeDigest"], digest.as_str());
+    assert_eq!(plugin["status"]["activeRevision"], 1);
+    let revision = revision_until(&env, &digest, "revision 1 active", |r| {
+        is(r, "Active", "True")
+    })
+    .await;
+    for ty in ["Fetched", "Verified", "Compiled"] {
+        assert!(is(&revision, ty, "True"), "{ty}: {}", reason(&revision, ty));
+    }
+    assert_eq!(revision["spec"]["desiredState"], "Active");
+    let owner = &revision["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        owner["uid"], plugin["metadata"]["uid"],
+        "owned by its plugin"
+    );
+
+    create_memcached(&env, "cache", 2).await;
+    let deployments: Api<Deployment> = env.api();
+    wait_until("the Deployment with 2 replicas", WAIT, || async {
+        Ok(deployments
+            .get_opt("cache")
+            .await?
+            .filter(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(2)))
+    })
+    .await
+    .unwrap();
+
+    // What `kubectl get clusterreconcilerplugins` shows.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(env.client.clone());
+    let crd = crds
+        .get("clusterreconcilerplugins.operon.dev")
+        .await
+        .unwrap();
+    let columns: Vec<String> = crd.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(columns, ["Revision", "Digest", "Healthy", "Ready", "Age"]);
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_builds_activate_while_parents_change_and_old_revisions_are_pruned() {
+    let env = TestEnv::new().await;
+    let reg = registries(&env);
+    let repo = format!("{}/{}/gadgets", reg.open, env.namespace);
+    let one = push(&revision_build(&env, "one"), &format!("{repo}:one"), &[]);
+    let two = push(&revision_build(&env, "two"), &format!("{repo}:two"), &[]);
+    let three = push(
+        &revision_build(&env, "three"),
+        &format!("{repo}:three"),
+        &[],
+    );
+
+    let host = host(&env, &reg.open, &[]);
+    host.ready().await;
+    let mut admin = ClusterScoped::new(&env);
+    admin
+        .apply(&cluster_plugin(
+            &env,
+            json!({"source": {"image": format!("{repo}:one")}, "revisionHistoryLimit": 1}),
+        ))
+        .await;
+    plugin_until(&env, "revision one serving", |p| {
+        p["status"]["activeDigest"] == one.as_str()
+    })
+    .await;
+    let names: Vec<String> = (0..6).map(|i| format!("g{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        create_gadget(&env, name, i as u64).await;
+    }
+    served_by(&env, &names, "one").await;
+
+    // Parents keep changing through both updates.
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (stop, api, names) = (stop.clone(), gadgets(&env), names.clone());
+        tokio::spawn(async move {
+            let mut n = 100u64;
+            while !stop.load(Ordering::Relaxed) {
+                let name = &names[(n as usize) % names.len()];
+                let patch = Patch::Merge(json!({"spec": {"value": n}}));
+                api.patch(name, &PatchParams::default(), &patch)
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    set_source(&env, &format!("{repo}:two")).await;
+    plugin_until(&env, "revision two serving", |p| {
+        p["status"]["activeDigest"] == two.as_str() && p["status"]["activeRevision"] == 2
+    })
+    .await;
+    set_source(&env, &format!("{repo}:three")).await;
+    plugin_until(&env, "revision three serving", |p| {
+        p["status"]["activeDigest"] == three.as_str()
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    churn.await.unwrap();
+    served_by(&env, &names, "three").await;
+
+    let revs = revisions(&env).await;
+    let summary: Vec<(i64, String, String)> = revs
+        .iter()
+        .map(|r| {
+            (
+                r["spec"]["revision"].as_i64().unwrap(),
+                r["spec"]["digest"].as_str().unwrap().to_string(),
+                r["spec"]["desiredState"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (2, two.clone(), "Inactive".into()),
+            (3, three.clone(), "Active".into())
+        ],
+        "revision 1 pruned past revisionHistoryLimit 1, 2 kept Inactive"
+    );
+    // Nothing failed on the way: every reconcile of the gadgets succeeded.
+    let (_, text) = common::host::get(&host.metrics, "/metrics").await.unwrap();
+    let failed = common::host::metric(
+        &text,
+        "operon_reconcile_total",
+        &["controller=\"revisions\"", "result=\"error\""],
+    );
+    assert_eq!(failed, 0.0, "no reconcile failed during the updates");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_activation_waits_compiled_then_swaps_and_rolls_back() {
+    let env = TestEnv::new().await;
+    let reg = registries(&env);
+    let repo = format!("{}/{}/gadgets", reg.open, env.namespace);
+    let one = push(&revision_build(&env, "one"), &format!("{repo}:one"), &[]);
+    let two = push(&revision_build(&env, "two"), &format!("{repo}:two"), &[]);
+
+    let host = host(&env, &reg.open, &[]);
+    host.ready().await;
+    let mut admin = ClusterScoped::new(&env);
+    admin
+        .apply(&cluster_plugin(
+            &env,
+            json!({"source": {"image": format!("{repo}:one")},
+                   "revisionActivationPolicy": "Manual"}),
+        ))
+        .await;
+    // The first revision of a plugin activates: nothing else would serve.
+    plugin_until(&env, "revision one serving", |p| {
+        p["status"]["activeDigest"] == one.as_str()
+    })
+    .await;
+    let names = vec!["g".to_string()];
+    create_gadget(&env, "g", 1).await;
+    served_by(&env, &names, "one").await;
+
+    set_source(&env, &format!("{repo}:two")).await;
+    let waiting = revision_until(&env, &two, "revision two compiled", |r| {
+        is(r, "Compiled", "True")
+    })
+    .await;
+    assert_eq!(
+        waiting["spec"]["desiredState"], "Inactive",
+        "Manual: it waits"
+    );
+    still_served_by(&env, &names, "one", 2).await;
+
+    let name = waiting["metadata"]["name"].as_str().unwrap().to_string();
+    let activate = |state: &'static str| Patch::Merge(json!({"spec": {"desiredState": state}}));
+    revision_api(&env)
+        .patch(&name, &PatchParams::default(), &activate("Active"))
+        .await
+        .unwrap();
+    plugin_until(&env, "revision two serving", |p| {
+        p["status"]["activeDigest"] == two.as_str()
+    })
+    .await;
+    still_served_by(&env, &names, "two", 3).await;
+    let first = revision_until(&env, &one, "revision one inactive", |r| {
+        r["spec"]["desiredState"] == "Inactive" && is(r, "Active", "False")
+    })
+    .await;
+
+    // Rolling back: the older revision made Active again.
+    revision_api(&env)
+        .patch(
+            first["metadata"]["name"].as_str().unwrap(),
+            &PatchParams::default(),
+            &activate("Active"),
+        )
+        .await
+        .unwrap();
+    plugin_until(&env, "revision one serving again", |p| {
+        p["status"]["activeDigest"] == one.as_str()
+    })
+    .await;
+    still_served_by(&env, &names, "one", 4).await;
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
+    let env = TestEnv::new().await;
+    let reg = registries(&env);
+    let repo = format!("{}/{}/gadgets", reg.open, env.namespace);
+    let good = push(&revision_build(&env, "good"), &format!("{repo}:good"), &[]);
+    let exports = vec!["operon:reconciler/reconciler@0.1.0".to_string()];
+
+    let host = host(&env, &reg.open, &["--max-artifact-mib", "1"]);
+    host.ready().await;
+    let mut admin = ClusterScoped::new(&env);
+    admin
+        .apply(&cluster_plugin(
+            &env,
+            json!({"source": {"image": format!("{repo}:good")}}),
+        ))
+        .await;
+    plugin_until(&env, "the good build serving", |p| {
+        p["status"]["activeDigest"] == good.as_str()
+    })
+    .await;
+    let names = vec!["g".to_string()];
+    create_gadget(&env, "g", 1).await;
+    served_by(&env, &names, "good").await;
+
+    // Each bad artifact: the condition that names the cause, where.
+    let not_a_component = push_raw(
+        &format!("{repo}:garbage"),
+        b"not wasm at all",
+        exports.clone(),
+    )
+    .await;
+    let wrong_world = push(
+        &common::component("test-plugin-wrong-world"),
+        &format!("{repo}:other"),
+        &[],
+    )
+    .to_string();
+    let too_big = push_raw(&format!("{repo}:big"), &vec![0u8; 2 << 20], exports.clone()).await;
+    let greedy = push(&revision_build(&env, "wide"), &format!("{repo}:wide"), &[]);
+    let cases: Vec<(&str, Option<&str>, &str, &str)> = vec![
+        (
+            "garbage",
+            Some(&not_a_component),
+            "Compiled",
+            "NotAComponent",
+        ),
+        ("other", Some(&wrong_world), "Compiled", "WrongWorld"),
+        ("big", Some(&too_big), "Fetched", "TooLarge"),
+        ("wide", Some(&greedy), "Compiled", "NotGranted"),
+        ("missing", None, "Resolved", "NotFound"),
+    ];
+    let mut value = 10;
+    for (tag, digest, ty, want) in cases {
+        set_source(&env, &format!("{repo}:{tag}")).await;
+        let shown = match digest {
+            Some(d) => {
+                let rev = revision_until(&env, d, &format!("{tag}: {ty}=False"), |r| {
+                    is(r, ty, "False")
+                })
+                .await;
+                assert_eq!(rev["spec"]["desiredState"], "Inactive", "{tag}");
+                reason(&rev, ty)
+            }
+            None => {
+                let p = plugin_until(&env, &format!("{tag}: Resolved=False"), |p| {
+                    is(p, ty, "False")
+                })
+                .await;
+                reason(&p, ty)
+            }
+        };
+        assert!(
+            shown.starts_with(want),
+            "{tag}: {ty} says {shown:?}, want {want}"
+        );
+        let plugin = plugin_api(&env).get(&env.namespace).await.unwrap();
+        assert_eq!(
+            plugin.data["status"]["activeDigest"],
+            good.as_str(),
+            "{tag}"
+        );
+        value += 1;
+        still_served_by(&env, &names, "good", value).await;
+    }
+
+    // A tag that resolves elsewhere than the digest the object pins.
+    plugin_api(&env)
+        .patch(
+            &env.namespace,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"source": {"image": format!("{repo}:wide"), "digest": good}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let p = plugin_until(&env, "DigestMismatch", |p| is(p, "Resolved", "False")).await;
+    assert!(
+        reason(&p, "Resolved").starts_with("DigestMismatch"),
+        "{}",
+        reason(&p, "Resolved")
+    );
+    value += 1;
+    still_served_by(&env, &names, "good", value).await;
+
+    // Verification asked, no signature: never Active.
+    let (pkcs8, pem) = operon::oci::signature::generate_key();
+    let signed = push(
+        &revision_build(&env, "signed"),
+        &format!("{repo}:signed"),
+        &[],
+    );
+    let unsigned = push(
+        &revision_build(&env, "unsigned"),
+        &format!("{repo}:unsigned"),
+        &[],
+    );
+    let registry = operon::oci::Registry::new(operon::oci::RegistryOptions {
+        plain_http: vec![reg.open.clone()],
+        ..Default::default()
+    });
+    let r = operon::oci::reference(&format!("{repo}:signed")).unwrap();
+    let anonymous = oci_client::secrets::RegistryAuth::Anonymous;
+    operon::oci::signature::sign(&registry, &r, &signed, &anonymous, &pkcs8)
+        .await
+        .unwrap();
+    plugin_api(&env)
+        .patch(
+            &env.namespace,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"source": {"image": format!("{repo}:unsigned"), "digest": null},
+                                          "verify": {"publicKey": pem}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let rev = revision_until(&env, &unsigned, "unsigned: Verified=False", |r| {
+        is(r, "Verified", "False")
+    })
+    .await;
+    assert!(
+        reason(&rev, "Verified").starts_with("NoSignature"),
+        "{}",
+        reason(&rev, "Verified")
+    );
+    value += 1;
+    still_served_by(&env, &names, "good", value).await;
+    set_source(&env, &format!("{repo}:signed")).await;
+    plugin_until(&env, "the signed build serving", |p| {
+        p["status"]["activeDigest"] == signed.as_str()
+    })
+    .await;
+    still_served_by(&env, &names, "signed", value + 1).await;
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_plugin_is_confined_to_its_namespace() {
+    let env = TestEnv::new().await;
+    let reg = registries(&env);
+    let team_b = format!("{}-b", env.namespace);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": team_b}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut admin = ClusterScoped::new(&env);
+    admin
+        .apply(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "elsewhere", "namespace": team_b}, "data": {"k": "v"}}))
+        .await;
+    // The admin installed the Widget kind; the tenant only uses it.
+    let crd: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("tests/plugins/widgets/crd.json")).unwrap(),
+    )
+    .unwrap();
+    admin.apply(&crd).await;
+    let repo = format!("{}/{}/tenant", reg.open, env.namespace);
+    let reads = push(
+        &common::component("test-plugin-reads"),
+        &format!("{repo}:reads"),
+        &[],
+    );
+    let ships_crd = push(
+        &common::component("test-plugin-escalate"),
+        &format!("{repo}:crd"),
+        &[],
+    );
+
+    let host = host(&env, &reg.open, &[]);
+    host.ready().await;
+    admin
+        .apply(
+            &json!({"apiVersion": "operon.dev/v1alpha1", "kind": "ReconcilerPluginPolicy",
+                       "metadata": {"name": env.namespace},
+                       "spec": {"namespaces": [env.namespace], "maxLimits": {"memoryMib": 32}}}),
+        )
+        .await;
+
+    // The tenant holds only namespaced RBAC on reconcilerplugins.
+    let tenant = format!("tenant-{}", env.namespace);
+    admin
+        .apply(
+            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "plugins", "namespace": env.namespace},
+            "rules": [{"apiGroups": ["operon.dev"], "resources": ["reconcilerplugins"],
+                       "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]}]}),
+        )
+        .await;
+    admin
+        .apply(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "plugins", "namespace": env.namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "plugins"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": tenant}]}))
+        .await;
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&env.kubeconfig_path).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    config.auth_info.impersonate = Some(tenant.clone());
+    let as_tenant = kube::Client::try_from(config).unwrap();
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "operon.dev",
+        "v1alpha1",
+        "ReconcilerPlugin",
+    ));
+    let tenant_plugins: Api<DynamicObject> =
+        Api::namespaced_with(as_tenant.clone(), &env.namespace, &ar);
+    let plugin = |name: &str, image: String| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "operon.dev/v1alpha1", "kind": "ReconcilerPlugin",
+            "metadata": {"name": name, "namespace": env.namespace, "labels": {LABEL: env.namespace}},
+            "spec": {"source": {"image": image},
+                     "grants": {"readNamespaces": ["*"], "limits": {"memoryMib": 256}}}
+        }))
+        .unwrap()
+    };
+    tenant_plugins
+        .create(
+            &PostParams::default(),
+            &plugin("reads", format!("{repo}:reads")),
+        )
+        .await
+        .expect("a tenant with namespaced RBAC installs its plugin");
+    // Nothing beyond it: the tenant cannot install a cluster-wide plugin.
+    let cluster_wide: Api<DynamicObject> = Api::all_with(
+        as_tenant.clone(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "operon.dev",
+            "v1alpha1",
+            "ClusterReconcilerPlugin",
+        )),
+    );
+    let refused = cluster_wide
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(cluster_plugin(&env, json!({"source": {"image": "x"}})))
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{refused:?}"
+    );
+
+    let revisions: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        &env.namespace,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "operon.dev",
+            "v1alpha1",
+            "ReconcilerPluginRevision",
+        )),
+    );
+    let compiled = wait_until("the tenant's revision compiled", WAIT, || async {
+        Ok(revisions
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .find(|r| r["spec"]["digest"] == reads.as_str() && is(r, "Compiled", "True")))
+    })
+    .await
+    .unwrap();
+    let note = reason(&compiled, "Compiled");
+    assert!(
+        note.contains("memory 32 MiB"),
+        "limits clamped by the policy: {note}"
+    );
+
+    // It reconciles in its namespace; reads in team-b are refused.
+    let cms: Api<ConfigMap> = env.api();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+        "metadata": {"name": "settings", "labels": {"app": "demo"}}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    common::host::create_widget(&env, "w", json!({"otherNamespace": team_b})).await;
+    let widget = wait_until("the tenant plugin's status on the widget", WAIT, || async {
+        let w = serde_json::to_value(common::host::widget_api(&env).get("w").await?)?;
+        Ok(w["status"]["settingsFound"]
+            .as_bool()
+            .filter(|f| *f)
+            .map(|_| w))
+    })
+    .await
+    .unwrap();
+    let other = widget["status"]["otherNamespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !other.starts_with("read:"),
+        "a read in {team_b} must be refused: {other}"
+    );
+    // Its Secrets: not without the policy's allowSecrets.
+    let secret = widget["status"]["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!secret.starts_with("read:"), "Secrets refused: {secret}");
+
+    // Shipping a CRD: refused for tenants, named on the revision.
+    tenant_plugins
+        .create(
+            &PostParams::default(),
+            &plugin("crd", format!("{repo}:crd")),
+        )
+        .await
+        .unwrap();
+    let refused = wait_until("the CRD-shipping revision refused", WAIT, || async {
+        Ok(revisions
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .find(|r| r["spec"]["digest"] == ships_crd.as_str() && is(r, "Compiled", "False")))
+    })
+    .await
+    .unwrap();
+    let why = reason(&refused, "Compiled");
+    assert!(
+        why.starts_with("NotAllowedForTenants") && why.contains("CRD"),
+        "{why}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &team_b);
+    assert!(
+        secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|s| s.metadata.name.as_deref() != Some("w"))
+    );
+    let _ = namespaces.delete(&team_b, &Default::default()).await;
+    drop(host);
+}
+
+/// A registry of the test's own, to stop and start again.
+struct OwnRegistry {
+    addr: String,
+    root: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnRegistry {
+    fn start(env: &TestEnv) -> OwnRegistry {
+        let mut r = OwnRegistry {
+            addr: format!("127.0.0.1:{}", free_port()),
+            root: common::temp_dir(&format!("registry-{}", env.namespace)),
+            child: None,
+        };
+        r.resume();
+        r
+    }
+
+    fn resume(&mut self) {
+        let bin = controlplane::binary_path().unwrap();
+        let child = Command::new(bin)
+            .args(["registry", "--addr", &self.addr, "--root"])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let addr = self.addr.clone();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the test registry on {addr} did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_secrets_and_a_registry_that_goes_away() {
+    let env = TestEnv::new().await;
+    let reg = registries(&env);
+    let repo = format!("{}/{}/gadgets", reg.auth, env.namespace);
+    let creds = ["--username", &reg.username, "--password", &reg.password];
+    let one = push(&revision_build(&env, "one"), &format!("{repo}:one"), &creds);
+    let secrets: Api<Secret> = env.api();
+    for (name, password) in [
+        ("good", reg.password.as_str()),
+        ("wrong", "not-the-password"),
+    ] {
+        let config = operon::oci::auth::docker_config(&reg.auth, &reg.username, password);
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                "metadata": {"name": name}, "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": config}}))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut own = OwnRegistry::start(&env);
+    let own_repo = format!("{}/{}/gadgets", own.addr, env.namespace);
+    let two = push(
+        &revision_build(&env, "two"),
+        &format!("{own_repo}:two"),
+        &[],
+    );
+
+    let host = host(&env, &reg.auth, &["--insecure-registry", &own.addr]);
+    host.ready().await;
+    let mut admin = ClusterScoped::new(&env);
+    let spec = |secret: &str| {
+        json!({"source": {"image": format!("{repo}:one")},
+               "pullSecrets": [{"name": secret, "namespace": env.namespace}]})
+    };
+    admin.apply(&cluster_plugin(&env, spec("wrong"))).await;
+    let p = plugin_until(&env, "wrong credentials shown", |p| {
+        is(p, "Resolved", "False")
+    })
+    .await;
+    let why = reason(&p, "Resolved");
+    assert!(
+        why.to_lowercase().contains("unauthorized") || why.contains("401"),
+        "the registry's answer: {why}"
+    );
+
+    admin.apply(&cluster_plugin(&env, spec("good"))).await;
+    plugin_until(&env, "revision one serving", |p| {
+        p["status"]["activeDigest"] == one.as_str()
+    })
+    .await;
+    let names = vec!["g".to_string()];
+    create_gadget(&env, "g", 1).await;
+    served_by(&env, &names, "one").await;
+
+    // The registry of the update goes away: what serves keeps serving, the
+    // fetch is retried until it is back.
+    own.stop();
+    set_source(&env, &format!("{own_repo}:two")).await;
+    plugin_until(&env, "the registry's absence shown", |p| {
+        is(p, "Resolved", "False")
+    })
+    .await;
+    still_served_by(&env, &names, "one", 2).await;
+    own.resume();
+    plugin_until(&env, "revision two serving", |p| {
+        p["status"]["activeDigest"] == two.as_str()
+    })
+    .await;
+    still_served_by(&env, &names, "two", 3).await;
+    drop(host);
+}

@@ -7,6 +7,8 @@ mod crds;
 mod identity;
 mod queue;
 mod supervisor;
+#[cfg(test)]
+mod testing;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -17,6 +17,8 @@ mod finalize;
 mod next;
 mod reconcile;
 mod route;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -40,6 +40,8 @@ mod admin;
 pub mod objects;
 mod rejection;
 mod swap;
+#[cfg(test)]
+mod tests;
 
 pub use admin::AdminHandle;
 use rejection::Rejection;

@@ -151,18 +151,34 @@ async fn set_source(env: &TestEnv, image: &str) {
 /// Waits until the test's plugin object satisfies `ok`; returns it.
 async fn plugin_until(env: &TestEnv, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let api = plugin_api(env);
-    wait_until(what, WAIT, || async {
+    let found = wait_until(what, WAIT, || async {
         let v = serde_json::to_value(api.get(&env.namespace).await?)?;
         Ok(ok(&v).then_some(v))
     })
-    .await
-    .unwrap()
+    .await;
+    match found {
+        Ok(v) => v,
+        Err(e) => {
+            let last = api.get(&env.namespace).await.ok();
+            let revs = revisions(env).await;
+            panic!(
+                "{e}\nthe plugin: {}\nits revisions: {}",
+                serde_json::to_string_pretty(&last).unwrap(),
+                serde_json::to_string_pretty(&revs).unwrap()
+            )
+        }
+    }
 }
 
 /// The plugin's revisions, by number.
 async fn revisions(env: &TestEnv) -> Vec<Value> {
-    let mut items: Vec<Value> = revision_api(env)
-        .list(&ListParams::default().labels(&format!("operon.dev/plugin-object={}", env.namespace)))
+    let labels = format!("operon.dev/plugin-object={}", env.namespace);
+    revisions_in(&revision_api(env), &labels).await
+}
+
+async fn revisions_in(api: &Api<DynamicObject>, labels: &str) -> Vec<Value> {
+    let mut items: Vec<Value> = api
+        .list(&ListParams::default().labels(labels))
         .await
         .unwrap()
         .items
@@ -180,14 +196,37 @@ async fn revision_until(
     what: &str,
     ok: impl Fn(&Value) -> bool,
 ) -> Value {
-    wait_until(what, WAIT, || async {
-        Ok(revisions(env)
+    let labels = format!("operon.dev/plugin-object={}", env.namespace);
+    revision_in_until(&revision_api(env), &labels, digest, what, ok).await
+}
+
+/// As [`revision_until`] among `api`'s revisions labelled `labels`; on a
+/// timeout the revisions are shown.
+async fn revision_in_until(
+    api: &Api<DynamicObject>,
+    labels: &str,
+    digest: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let found = wait_until(what, WAIT, || async {
+        Ok(revisions_in(api, labels)
             .await
             .into_iter()
             .find(|r| r["spec"]["digest"] == digest && ok(r)))
     })
-    .await
-    .unwrap()
+    .await;
+    match found {
+        Ok(v) => v,
+        Err(e) => {
+            let revs = revisions_in(api, labels).await;
+            let shown: Vec<&Value> = revs.iter().map(|r| &r["status"]).collect();
+            panic!(
+                "{e}\nrevisions' status: {}",
+                serde_json::to_string_pretty(&shown).unwrap()
+            )
+        }
+    }
 }
 
 fn is(obj: &Value, ty: &str, status: &str) -> bool {
@@ -509,7 +548,11 @@ async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
     let reg = registries(&env);
     let repo = format!("{}/{}/gadgets", reg.open, env.namespace);
     let good = push(&revision_build(&env, "good"), &format!("{repo}:good"), &[]);
-    let exports = vec!["operon:reconciler/reconciler@0.1.0".to_string()];
+    // What a config of operon's world lists (`operon push` writes it).
+    let exports: Vec<String> = operon::contract::REQUIRED_EXPORTS
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
 
     let host = host(&env, &reg.open, &["--max-artifact-mib", "1"]);
     host.ready().await;
@@ -535,12 +578,16 @@ async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
         exports.clone(),
     )
     .await;
-    let wrong_world = push(
-        &common::component("test-plugin-wrong-world"),
-        &format!("{repo}:other"),
-        &[],
+    // Another world, whose config claims operon's exports.
+    let other_world = std::fs::read(common::component("test-plugin-wrong-world")).unwrap();
+    let wrong_world = push_raw(&format!("{repo}:other"), &other_world, exports.clone()).await;
+    // The same, with a config that says what it exports: refused unfetched.
+    let honest_other = push_raw(
+        &format!("{repo}:honest"),
+        &other_world,
+        vec!["describe".into()],
     )
-    .to_string();
+    .await;
     let too_big = push_raw(&format!("{repo}:big"), &vec![0u8; 2 << 20], exports.clone()).await;
     let greedy = push(&revision_build(&env, "wide"), &format!("{repo}:wide"), &[]);
     let cases: Vec<(&str, Option<&str>, &str, &str)> = vec![
@@ -551,6 +598,7 @@ async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
             "NotAComponent",
         ),
         ("other", Some(&wrong_world), "Compiled", "WrongWorld"),
+        ("honest", Some(&honest_other), "Fetched", "NotAPlugin"),
         ("big", Some(&too_big), "Fetched", "TooLarge"),
         ("wide", Some(&greedy), "Compiled", "NotGranted"),
         ("missing", None, "Resolved", "NotFound"),
@@ -600,12 +648,11 @@ async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
         )
         .await
         .unwrap();
-    let p = plugin_until(&env, "DigestMismatch", |p| is(p, "Resolved", "False")).await;
-    assert!(
-        reason(&p, "Resolved").starts_with("DigestMismatch"),
-        "{}",
-        reason(&p, "Resolved")
-    );
+    let p = plugin_until(&env, "Resolved=False DigestMismatch", |p| {
+        is(p, "Resolved", "False") && reason(p, "Resolved").starts_with("DigestMismatch")
+    })
+    .await;
+    assert_eq!(p["status"]["activeDigest"], good.as_str());
     value += 1;
     still_served_by(&env, &names, "good", value).await;
 
@@ -738,19 +785,24 @@ async fn a_tenant_plugin_is_confined_to_its_namespace() {
     ));
     let tenant_plugins: Api<DynamicObject> =
         Api::namespaced_with(as_tenant.clone(), &env.namespace, &ar);
-    let plugin = |name: &str, image: String| -> DynamicObject {
+    let plugin = |name: &str, image: String, grants: Value| -> DynamicObject {
         serde_json::from_value(json!({
             "apiVersion": "operon.dev/v1alpha1", "kind": "ReconcilerPlugin",
             "metadata": {"name": name, "namespace": env.namespace, "labels": {LABEL: env.namespace}},
-            "spec": {"source": {"image": image},
-                     "grants": {"readNamespaces": ["*"], "limits": {"memoryMib": 256}}}
+            "spec": {"source": {"image": image}, "grants": grants}
         }))
         .unwrap()
     };
     tenant_plugins
         .create(
             &PostParams::default(),
-            &plugin("reads", format!("{repo}:reads")),
+            &plugin(
+                "reads",
+                format!("{repo}:reads"),
+                // More than a tenant gets: every namespace, 256 MiB.
+                json!({"reads": ["v1/ConfigMap"], "readNamespaces": ["*"],
+                       "limits": {"memoryMib": 256}}),
+            ),
         )
         .await
         .expect("a tenant with namespaced RBAC installs its plugin");
@@ -784,17 +836,14 @@ async fn a_tenant_plugin_is_confined_to_its_namespace() {
             "ReconcilerPluginRevision",
         )),
     );
-    let compiled = wait_until("the tenant's revision compiled", WAIT, || async {
-        Ok(revisions
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|r| serde_json::to_value(r).unwrap())
-            .find(|r| r["spec"]["digest"] == reads.as_str() && is(r, "Compiled", "True")))
-    })
-    .await
-    .unwrap();
+    let compiled = revision_in_until(
+        &revisions,
+        "operon.dev/plugin-object=reads",
+        &reads,
+        "the tenant's revision compiled",
+        |r| is(r, "Compiled", "True"),
+    )
+    .await;
     let note = reason(&compiled, "Compiled");
     assert!(
         note.contains("memory 32 MiB"),
@@ -840,21 +889,22 @@ async fn a_tenant_plugin_is_confined_to_its_namespace() {
     tenant_plugins
         .create(
             &PostParams::default(),
-            &plugin("crd", format!("{repo}:crd")),
+            &plugin(
+                "crd",
+                format!("{repo}:crd"),
+                json!({"owns": ["v1/ConfigMap", "rbac.authorization.k8s.io/v1/RoleBinding"]}),
+            ),
         )
         .await
         .unwrap();
-    let refused = wait_until("the CRD-shipping revision refused", WAIT, || async {
-        Ok(revisions
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|r| serde_json::to_value(r).unwrap())
-            .find(|r| r["spec"]["digest"] == ships_crd.as_str() && is(r, "Compiled", "False")))
-    })
-    .await
-    .unwrap();
+    let refused = revision_in_until(
+        &revisions,
+        "operon.dev/plugin-object=crd",
+        &ships_crd,
+        "the CRD-shipping revision refused",
+        |r| is(r, "Compiled", "False"),
+    )
+    .await;
     let why = reason(&refused, "Compiled");
     assert!(
         why.starts_with("NotAllowedForTenants") && why.contains("CRD"),

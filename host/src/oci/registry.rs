@@ -128,30 +128,62 @@ pub fn reference(text: &str) -> Result<Reference, RegistryError> {
 }
 
 /// A registry client.
+///
+/// One `oci_client::Client` per set of credentials: a `Client` keeps the
+/// first credentials it is given for a registry and uses them for every
+/// later request there, whatever credentials those requests carry. Shared,
+/// one plugin's pull secret would serve another's pulls (a tenant could
+/// fetch what only another tenant may), and corrected credentials would
+/// never be tried.
 pub struct Registry {
-    client: Client,
+    clients: std::sync::Mutex<std::collections::HashMap<[u8; 32], Client>>,
     options: RegistryOptions,
 }
 
 impl Registry {
     pub fn new(options: RegistryOptions) -> Registry {
         crate::tls::install_provider();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(options.plain_http.clone()),
-            read_timeout: Some(options.timeout),
-            connect_timeout: Some(options.timeout),
-            ..ClientConfig::default()
-        };
         Registry {
-            client: Client::new(config),
+            clients: Default::default(),
             options,
         }
     }
 
-    /// The underlying client (for signatures, which live beside the
+    fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(self.options.plain_http.clone()),
+            read_timeout: Some(self.options.timeout),
+            connect_timeout: Some(self.options.timeout),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// The client for `auth` (for signatures too, which live beside the
     /// artifact).
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn client(&self, auth: &RegistryAuth) -> Client {
+        use sha2::Digest as _;
+        let mut key = sha2::Sha256::new();
+        match auth {
+            RegistryAuth::Anonymous => key.update(b"anonymous"),
+            RegistryAuth::Basic(user, password) => {
+                key.update(b"basic\0");
+                key.update(user.as_bytes());
+                key.update(b"\0");
+                key.update(password.as_bytes());
+            }
+            RegistryAuth::Bearer(token) => {
+                key.update(b"bearer\0");
+                key.update(token.as_bytes());
+            }
+        }
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients
+            .entry(key.finalize().into())
+            .or_insert_with(|| Client::new(self.client_config()))
+            .clone()
     }
 
     fn failed(
@@ -183,7 +215,7 @@ impl Registry {
         );
         let manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
         let manifest_digest = digest_of(&serde_json::to_vec(&manifest).unwrap_or_default());
-        self.client
+        self.client(auth)
             .push(r, &[layer], config, auth, Some(manifest))
             .await
             .map_err(|e| Self::failed("pushing", r, e))?;
@@ -202,7 +234,7 @@ impl Registry {
         if let Some(d) = r.digest() {
             return Ok(d.to_string());
         }
-        self.client
+        self.client(auth)
             .fetch_manifest_digest(r, auth)
             .await
             .map_err(|e| Self::failed("resolving", r, e))
@@ -219,8 +251,8 @@ impl Registry {
             reference: r.whole(),
             error,
         };
-        let (manifest, digest) = self
-            .client
+        let client = self.client(auth);
+        let (manifest, digest) = client
             .pull_manifest(r, auth)
             .await
             .map_err(|e| Self::failed("pulling the manifest of", r, e))?;
@@ -240,12 +272,12 @@ impl Registry {
         };
         let layer = check_manifest(&manifest, self.options.max_bytes).map_err(invalid)?;
         let config = self
-            .blob(r, &manifest.config, MAX_CONFIG_BYTES as u64)
+            .blob(&client, r, &manifest.config, MAX_CONFIG_BYTES as u64)
             .await?;
         let config: WasmConfig = serde_json::from_slice(&config)
             .map_err(|e| invalid(ArtifactError::Config(e.to_string())))?;
         config.check().map_err(invalid)?;
-        let bytes = self.blob(r, layer, self.options.max_bytes).await?;
+        let bytes = self.blob(&client, r, layer, self.options.max_bytes).await?;
         let found = digest_of(&bytes);
         let declared = config.layer_digests.iter().all(|d| *d == found);
         if found != layer.digest || !declared {
@@ -265,12 +297,12 @@ impl Registry {
     /// A blob, at most `max` bytes whatever its descriptor says.
     async fn blob(
         &self,
+        client: &Client,
         r: &Reference,
         d: &OciDescriptor,
         max: u64,
     ) -> Result<Vec<u8>, RegistryError> {
-        let mut stream = self
-            .client
+        let mut stream = client
             .pull_blob_stream(r, d)
             .await
             .map_err(|e| Self::failed("pulling a blob of", r, e))?;
@@ -391,6 +423,7 @@ mod tests {
         assert_eq!(r.registry(), "127.0.0.1:5000");
         assert_eq!(r.repository(), "plugins/memcached");
         assert_eq!(r.tag(), Some("v1"));
-        assert!(reference("UPPER/case:x").is_err());
+        assert!(reference("").is_err());
+        assert!(reference("registry.example/repo:a b").is_err());
     }
 }

@@ -117,7 +117,7 @@ pub async fn verify(
         r.repository().into(),
         signature_tag(digest),
     );
-    let client = registry.client();
+    let client = registry.client(auth);
     let (manifest, _) = client.pull_manifest(&sig_ref, auth).await.map_err(|e| {
         VerifyError::NoSignature(crate::bounded::message(&e.to_string()).into_owned())
     })?;
@@ -208,7 +208,7 @@ pub async fn sign(
         signature_tag(digest),
     );
     registry
-        .client()
+        .client(auth)
         .push(&sig_ref, &[layer], config, auth, Some(manifest))
         .await
         .map(|_| ())

@@ -177,6 +177,39 @@ struct Pass<P: PluginKind> {
     judging: bool,
 }
 
+/// Why no revision serves, for the plugin's `Ready=False`: the newest
+/// revision's first failed step, so `kubectl get` names the cause.
+fn waiting_for<P: PluginKind>(revisions: &[Rev<P>], has_desired: bool) -> String {
+    let Some(newest) = revisions.last() else {
+        return "no revision yet (see Resolved)".into();
+    };
+    let failed = [kind::FETCHED, kind::VERIFIED, kind::COMPILED]
+        .into_iter()
+        .find_map(|ty| {
+            newest
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == ty && c.status == "False")
+        });
+    match failed {
+        Some(c) => format!(
+            "revision {} {}=False: {}: {}",
+            newest.spec.revision, c.type_, c.reason, c.message
+        ),
+        None if !has_desired && conditions::is_true(&newest.status.conditions, kind::COMPILED) => {
+            format!(
+                "revision {} waits to be made Active (revisionActivationPolicy: Manual)",
+                newest.spec.revision
+            )
+        }
+        None => format!(
+            "revision {} is being prepared (fetched, verified, compiled)",
+            newest.spec.revision
+        ),
+    }
+}
+
 /// Steps 1–8 of the module docs for one plugin object.
 pub async fn reconcile<P: PluginKind>(
     object: Arc<P>,
@@ -320,10 +353,13 @@ impl<P: PluginKind> Pass<P> {
     }
 
     /// Step 4.
+    /// Step 4. With `Manual`, the first revision still activates on its
+    /// own: nothing else would serve, and no one has chosen yet.
     fn choose(&mut self) {
         use super::types::ActivationPolicy;
         let resolved = self.status.resolved_digest.clone();
-        if self.def.activation == ActivationPolicy::Automatic
+        let chosen = self.desired().is_some();
+        if (self.def.activation == ActivationPolicy::Automatic || !chosen)
             && let Some(newest) = self
                 .revisions
                 .iter()
@@ -334,13 +370,21 @@ impl<P: PluginKind> Pass<P> {
             self.make_desired(newest);
             return;
         }
-        // Exactly one desired Active: the newest of those set so.
-        if let Some(last) = self
+        // Exactly one desired Active. When several are set so, someone
+        // just asked for one that does not serve (a rollback by `kubectl
+        // patch`): that one, the newest of such requests; else the newest.
+        let asked = |r: &Rev<P>| r.spec.desired_state == DesiredState::Active;
+        let requested = self
             .revisions
             .iter()
-            .rposition(|r| r.spec.desired_state == DesiredState::Active)
-        {
-            self.make_desired(last);
+            .rposition(|r| asked(r) && !conditions::is_true(&r.status.conditions, kind::ACTIVE));
+        let several = self.revisions.iter().filter(|r| asked(r)).count() > 1;
+        let chosen = match requested {
+            Some(at) if several => Some(at),
+            _ => self.revisions.iter().rposition(asked),
+        };
+        if let Some(at) = chosen {
+            self.make_desired(at);
         }
     }
 
@@ -515,12 +559,7 @@ impl<P: PluginKind> Pass<P> {
                 }
             }
             None => {
-                let why = match has_desired {
-                    true => "the desired revision is not ready (see its conditions)",
-                    false => {
-                        "no revision is Active yet (revisionActivationPolicy: Manual activates by hand)"
-                    }
-                };
+                let why = waiting_for(&self.revisions, has_desired);
                 conditions::set(c, kind::READY, Some(false), "NoActiveRevision", why);
             }
         }

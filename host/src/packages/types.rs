@@ -43,7 +43,8 @@ pub enum ActivationPolicy {
     #[default]
     Automatic,
     /// When someone sets its `desiredState` to `Active` (it is prepared
-    /// beforehand, so the swap then takes no compile time).
+    /// beforehand, so the swap then takes no compile time). A plugin's
+    /// first revision activates on its own: nothing else would serve.
     Manual,
 }
 

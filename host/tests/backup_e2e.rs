@@ -165,6 +165,13 @@ async fn event_messages(env: &TestEnv, object: &str, reason: &str) -> Vec<String
         .collect()
 }
 
+/// A fixture's moment: its `now.txt`, else the fixtures' common one.
+fn now_of(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("now.txt"))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_else(|_| "2026-01-01T00:00:00Z".into())
+}
+
 /// The golden files are written natively (plugins/backup/tests/golden.rs);
 /// the components must answer the same through the engine and the CLI.
 #[test]
@@ -174,6 +181,8 @@ fn every_fixture_through_the_engine_matches_its_golden_file() {
     for (kind, package) in [
         ("backup", "operon-backup"),
         ("schedule", "operon-backup-schedule"),
+        // Named time zones across a DST change, each at its own moment.
+        ("schedule-dst", "operon-backup-schedule"),
     ] {
         let wasm = common::component(package);
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures.join(kind))
@@ -189,7 +198,9 @@ fn every_fixture_through_the_engine_matches_its_golden_file() {
                 .arg(d.join("parent.yaml"))
                 .arg("--observed")
                 .arg(d.join("observed.yaml"))
-                .args(["--now", "2026-01-01T00:00:00Z", "-o", "json"])
+                .arg("--now")
+                .arg(now_of(&d))
+                .args(["-o", "json"])
                 .env_remove("OPERON_LOG");
             if d.join("related.yaml").exists() {
                 cmd.arg("--related").arg(d.join("related.yaml"));
@@ -231,7 +242,7 @@ async fn schedules_failures_restores_and_cleanup() {
     // Every child of the golden fixtures is valid Kubernetes.
     let fixtures = common::root().join("plugins/backup/fixtures");
     let mut checked = 0;
-    for kind in ["backup", "schedule"] {
+    for kind in ["backup", "schedule", "schedule-dst"] {
         for entry in std::fs::read_dir(fixtures.join(kind)).unwrap() {
             let golden = entry.unwrap().path().join("expected.json");
             let out: Value =

@@ -40,18 +40,34 @@ pub struct Refusal {
     pub message: &'static str,
 }
 
+/// A plugin's name as one path segment: the slots of plugin objects are
+/// named `crp/<name>` and `rp/<namespace>/<name>`, so `/` (and `%`) are
+/// percent-encoded and the segment stays one.
+const IN_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b'/')
+    .add(b'%')
+    .add(b' ')
+    .add(b'?')
+    .add(b'#');
+
+fn segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, IN_SEGMENT).to_string()
+}
+
 impl AdminRequest {
     /// The method and path that carry this request.
     pub fn route(&self) -> (Method, String) {
+        let name = |n: &str| segment(n);
         match self {
             AdminRequest::List => (Method::GET, PREFIX.to_string()),
-            AdminRequest::Get(name) => (Method::GET, format!("{PREFIX}/{name}")),
-            AdminRequest::Rollback { name, to: None } => {
-                (Method::POST, format!("{PREFIX}/{name}/rollback"))
+            AdminRequest::Get(n) => (Method::GET, format!("{PREFIX}/{}", name(n))),
+            AdminRequest::Rollback { name: n, to: None } => {
+                (Method::POST, format!("{PREFIX}/{}/rollback", name(n)))
             }
-            AdminRequest::Rollback { name, to: Some(n) } => {
-                (Method::POST, format!("{PREFIX}/{name}/rollback/{n}"))
-            }
+            AdminRequest::Rollback {
+                name: n,
+                to: Some(r),
+            } => (Method::POST, format!("{PREFIX}/{}/rollback/{r}", name(n))),
         }
     }
 
@@ -66,7 +82,16 @@ impl AdminRequest {
         if !rest.is_empty() && !rest.starts_with('/') {
             return refuse(StatusCode::NOT_FOUND, "not found");
         }
-        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        let decoded: Vec<String> = rest
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match (method, parts.as_slice()) {
             (&Method::GET, []) => Ok(AdminRequest::List),
             (&Method::GET, [name]) => Ok(AdminRequest::Get(name.to_string())),
@@ -159,6 +184,12 @@ mod tests {
             AdminRequest::Rollback {
                 name: "pg".into(),
                 to: Some(3),
+            },
+            // Plugin objects' slots.
+            AdminRequest::Get("crp/memcached".into()),
+            AdminRequest::Rollback {
+                name: "rp/team-a/reads".into(),
+                to: Some(2),
             },
         ];
         for request in requests {

@@ -36,6 +36,7 @@ impl Kind {
 }
 
 /// Where the binaries and the component are.
+#[derive(Clone)]
 pub struct Binaries {
     pub operon: PathBuf,
     pub native: PathBuf,

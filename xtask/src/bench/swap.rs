@@ -34,7 +34,7 @@ const FILE: &str = "memcached.wasm";
 const CYCLE: usize = 4;
 
 /// `bytes` with a custom section `operon-bench` holding `n` appended.
-fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
+pub(super) fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
     let name = b"operon-bench";
     let payload = n.to_le_bytes();
     let mut content = Vec::new();
@@ -60,23 +60,23 @@ fn leb128(out: &mut Vec<u8>, mut v: usize) {
     }
 }
 
-fn unix(t: SystemTime) -> f64 {
+pub(super) fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// One measured swap.
-struct Sample {
+pub(super) struct Sample {
     /// Rename → first reconcile on the new revision, ms.
-    total: f64,
+    pub total: f64,
     /// Rename → the new revision active (found, compiled, swapped), ms.
-    active: f64,
-    compile: f64,
+    pub active: f64,
+    pub compile: f64,
 }
 
 /// Publishes `bytes` (write aside, rename) and waits for the first
 /// reconcile on the revision it becomes.
-fn swap(admin: &str, dir: &Path, bytes: &[u8]) -> Result<Sample> {
+pub(super) fn swap(admin: &str, dir: &Path, bytes: &[u8]) -> Result<Sample> {
     let tmp = dir.join(format!(".{FILE}.tmp"));
     std::fs::write(&tmp, bytes)?;
     let t0 = unix(SystemTime::now());

@@ -379,6 +379,54 @@ async fn a_pushed_memcached_converges_from_its_plugin_object() {
     drop(host);
 }
 
+/// Interop: a plugin published with the ORAS CLI (no operon involved), a
+/// config written by hand in the Wasm OCI artifact layout, runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_pushed_with_oras_runs() {
+    let env = TestEnv::new().await;
+    let reg = registries(&env);
+    let dir = common::temp_dir(&format!("oras-{}", env.namespace));
+    let wasm = std::fs::read(revision_build(&env, "oras")).unwrap();
+    std::fs::write(dir.join("plugin.wasm"), &wasm).unwrap();
+    let config = json!({"architecture": "wasm", "os": "wasip2",
+                        "layerDigests": [operon::oci::digest_of(&wasm)]});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let reference = format!("{}/{}/gadgets:oras", reg.open, env.namespace);
+    let out = Command::new(controlplane::binary_path().unwrap())
+        .args(["oras", "push", "--plain-http", &reference])
+        .args([
+            "--config",
+            "config.json:application/vnd.wasm.config.v0+json",
+        ])
+        .arg("plugin.wasm:application/wasm")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "oras push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let host = host(&env, &reg.open, &[]);
+    host.ready().await;
+    let mut admin = ClusterScoped::new(&env);
+    admin
+        .apply(&cluster_plugin(
+            &env,
+            json!({"source": {"image": reference}}),
+        ))
+        .await;
+    plugin_until(&env, "the oras-pushed plugin Ready", |p| {
+        is(p, "Ready", "True")
+    })
+    .await;
+    let names = vec!["g".to_string()];
+    create_gadget(&env, "g", 7).await;
+    served_by(&env, &names, "oras").await;
+    drop(host);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn new_builds_activate_while_parents_change_and_old_revisions_are_pruned() {
     let env = TestEnv::new().await;

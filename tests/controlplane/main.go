@@ -2,7 +2,7 @@
 // control plane for operon's tests and demo: etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler and kwok (fake nodes), plus a small
 // launcher (up/down/status/env) that wires them together on loopback, and
-// the tools operon's packaging tests use: crane, helm and an OCI registry.
+// the tools operon's packaging tests use: crane, helm, oras and an OCI registry.
 //
 // The component is chosen by argv[0] (symlink named like the component) or by
 // the first argument: `operon-controlplane kube-apiserver --flags...`.
@@ -37,6 +37,7 @@ components (run in the foreground, flags are the upstream ones):
 tools:
   crane ...                    go-containerregistry's crane (images without a daemon)
   helm ...                     Helm 4
+  oras ...                     the ORAS CLI (OCI artifacts)
   registry --addr A --root DIR [--htpasswd FILE]   an OCI registry (distribution)
 
 launcher:
@@ -91,6 +92,8 @@ func dispatch(name string, args []string) int {
 		return runCrane(args)
 	case "helm":
 		return runHelm(args)
+	case "oras":
+		return runOras(args)
 	case "registry", "registry-auth":
 		return runRegistry(args)
 	case "up":

@@ -55,9 +55,15 @@ impl Supervisor {
         }
     }
 
-    /// The slot of the plugin called `name` (not the file's stem).
+    /// The slot keyed `name` (a plugin object's `crp/<name>`,
+    /// `rp/<namespace>/<name>`: tenants' plugins may share a plugin name),
+    /// else the slot of the plugin called `name` (not the file's stem).
     fn slot_named(&self, name: &str) -> Result<(&String, &Slot), AdminError> {
-        let found = self.slots.iter().find(|(_, s)| s.name == name);
+        let found = self
+            .slots
+            .get_key_value(name)
+            .filter(|(k, _)| k.contains('/'))
+            .or_else(|| self.slots.iter().find(|(_, s)| s.name == name));
         found.ok_or_else(|| AdminError::NoSuchPlugin { name: name.into() })
     }
 

@@ -20,24 +20,10 @@ use kube::api::{
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
+use common::gadgets::{build, converged, create_gadget, gadgets, set_value};
 use common::host::{Host, WAIT, event_notes, get, metric};
 
 const FILE: &str = "test_plugin_revisions.wasm";
-const MARKER: &[u8] = b"operon-test-revision:";
-
-/// The revisions component with its label set to `label`.
-fn build(label: &str) -> Vec<u8> {
-    assert!(label.len() <= 12);
-    let mut bytes = std::fs::read(common::component("test-plugin-revisions")).unwrap();
-    let at = bytes
-        .windows(MARKER.len())
-        .position(|w| w == MARKER)
-        .expect("the revision marker is in the component")
-        + MARKER.len();
-    let padded = format!("{label:_<12}");
-    bytes[at..at + 12].copy_from_slice(padded.as_bytes());
-    bytes
-}
 
 /// Publishes the safe way: write aside under a hidden name, then rename.
 fn publish(dir: &Path, name: &str, bytes: &[u8]) {
@@ -49,66 +35,6 @@ fn publish(dir: &Path, name: &str, bytes: &[u8]) {
 fn digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     format!("{:x}", sha2::Sha256::digest(bytes))
-}
-
-fn gadgets(env: &TestEnv) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("test.operon.dev", "v1", "Gadget"));
-    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
-}
-
-async fn create_gadget(env: &TestEnv, name: &str, value: u64) {
-    let g: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "test.operon.dev/v1", "kind": "Gadget",
-        "metadata": {"name": name, "namespace": env.namespace},
-        "spec": {"value": value}
-    }))
-    .unwrap();
-    gadgets(env)
-        .create(&PostParams::default(), &g)
-        .await
-        .unwrap();
-}
-
-async fn set_value(env: &TestEnv, name: &str, value: u64) {
-    gadgets(env)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"value": value}})),
-        )
-        .await
-        .unwrap();
-}
-
-/// Waits until every named gadget's ConfigMap was made by `revision` from
-/// the gadget's current `spec.value`.
-async fn converged(env: &TestEnv, names: &[String], revision: &str) {
-    let cms: Api<ConfigMap> = env.api();
-    let api = gadgets(env);
-    wait_until(
-        &format!(
-            "{} ConfigMaps from revision {revision} and the latest values",
-            names.len()
-        ),
-        WAIT,
-        || async {
-            for name in names {
-                let want = api.get(name).await?.data["spec"]["value"].to_string();
-                let Some(cm) = cms.get_opt(name).await? else {
-                    return Ok(None);
-                };
-                let data = cm.data.unwrap_or_default();
-                if data.get("revision").map(String::as_str) != Some(revision)
-                    || data.get("value") != Some(&want)
-                {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        },
-    )
-    .await
-    .unwrap();
 }
 
 /// `operon plugins ... -o json` against the host; the parsed answer.

@@ -24,28 +24,20 @@ use operon_test_support::{TestEnv, controlplane, wait_until};
 use serde_json::{Value, json};
 
 use common::cluster_scoped::ClusterScoped;
+use common::gadgets::{build, converged, create_gadget, gadgets, set_value};
 use common::host::{Host, WAIT, condition, create_memcached, free_port};
 
 const LABEL: &str = "operon.dev/test";
-const MARKER: &[u8] = b"operon-test-revision:";
 
 fn registries(env: &TestEnv) -> controlplane::Registries {
     let state = env.kubeconfig_path.parent().unwrap();
     controlplane::registries(state).expect("the test registries (operon-controlplane up)")
 }
 
-/// The revisions test component with its 12-byte label set (a "new
-/// release" without compiling anything; see hotswap_e2e.rs), in a file.
+/// A build of the revisions component (see common/gadgets.rs), in a file.
 fn revision_build(env: &TestEnv, label: &str) -> PathBuf {
-    let mut bytes = std::fs::read(common::component("test-plugin-revisions")).unwrap();
-    let at = bytes
-        .windows(MARKER.len())
-        .position(|w| w == MARKER)
-        .expect("the revision marker is in the component")
-        + MARKER.len();
-    bytes[at..at + 12].copy_from_slice(format!("{label:_<12}").as_bytes());
     let path = common::temp_dir(&format!("builds-{}", env.namespace)).join(format!("{label}.wasm"));
-    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(&path, build(label)).unwrap();
     path
 }
 
@@ -243,57 +235,10 @@ fn reason(obj: &Value, ty: &str) -> String {
     })
 }
 
-fn gadgets(env: &TestEnv) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("test.operon.dev", "v1", "Gadget"));
-    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
-}
-
-async fn create_gadget(env: &TestEnv, name: &str, value: u64) {
-    let g: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "test.operon.dev/v1", "kind": "Gadget",
-        "metadata": {"name": name, "namespace": env.namespace},
-        "spec": {"value": value}
-    }))
-    .unwrap();
-    gadgets(env)
-        .create(&PostParams::default(), &g)
-        .await
-        .unwrap();
-}
-
-async fn set_value(env: &TestEnv, name: &str, value: u64) {
-    gadgets(env)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"value": value}})),
-        )
-        .await
-        .unwrap();
-}
-
 /// Waits until every gadget's ConfigMap was made by `revision` from its
 /// current value.
 async fn served_by(env: &TestEnv, names: &[String], revision: &str) {
-    let cms: Api<ConfigMap> = env.api();
-    let api = gadgets(env);
-    wait_until(&format!("gadgets served by {revision}"), WAIT, || async {
-        for name in names {
-            let want = api.get(name).await?.data["spec"]["value"].to_string();
-            let Some(cm) = cms.get_opt(name).await? else {
-                return Ok(None);
-            };
-            let data = cm.data.unwrap_or_default();
-            if data.get("revision").map(String::as_str) != Some(revision)
-                || data.get("value") != Some(&want)
-            {
-                return Ok(None);
-            }
-        }
-        Ok(Some(()))
-    })
-    .await
-    .unwrap();
+    converged(env, names, revision).await;
 }
 
 /// Changes one gadget and waits until `revision` served the change: the
@@ -587,6 +532,56 @@ async fn manual_activation_waits_compiled_then_swaps_and_rolls_back() {
     })
     .await;
     still_served_by(&env, &names, "one", 4).await;
+
+    // `operon plugins rollback` on the object's slot: the objects follow.
+    let slot = format!("crp/{}", env.namespace);
+    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
+        .args([
+            "plugins",
+            "--admin-addr",
+            &host.admin,
+            "rollback",
+            &slot,
+            "--to",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "operon plugins rollback: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    plugin_until(
+        &env,
+        "revision two serving after operon plugins rollback",
+        |p| p["status"]["activeDigest"] == two.as_str(),
+    )
+    .await;
+    let left = revision_until(&env, &one, "revision one recorded as rolled back", |r| {
+        r["spec"]["desiredState"] == "Inactive" && reason(r, "Active").starts_with("RolledBack")
+    })
+    .await;
+    assert!(
+        reason(&left, "Active").contains("by hand"),
+        "{}",
+        reason(&left, "Active")
+    );
+    still_served_by(&env, &names, "two", 5).await;
+    // Asked for again, a rolled-back revision serves again.
+    revision_api(&env)
+        .patch(
+            left["metadata"]["name"].as_str().unwrap(),
+            &PatchParams::default(),
+            &activate("Active"),
+        )
+        .await
+        .unwrap();
+    plugin_until(&env, "revision one serving once more", |p| {
+        p["status"]["activeDigest"] == one.as_str()
+    })
+    .await;
+    still_served_by(&env, &names, "one", 6).await;
     drop(host);
 }
 

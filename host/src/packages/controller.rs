@@ -416,7 +416,16 @@ impl<P: PluginKind> Pass<P> {
             if probe.active.as_deref() == Some(component.as_str()) {
                 return;
             }
-            if let Some((_, why)) = probe.rolled_back.iter().find(|(d, _)| *d == component) {
+            // A rollback not yet recorded in the objects; once recorded,
+            // the revision desired Active again is someone's new request.
+            let recorded = self.revisions[at]
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == kind::ACTIVE && c.reason == "RolledBack");
+            if let Some((_, why)) = probe.rolled_back.iter().find(|(d, _)| *d == component)
+                && !recorded
+            {
                 self.rolled_back(ctx, at, probe, why.clone()).await;
                 return;
             }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster_scoped;
+pub mod gadgets;
 pub mod host;
 pub mod suite;
 

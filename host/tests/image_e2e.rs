@@ -1,0 +1,154 @@
+//! The host's OCI image, built the way `cargo xtask image` builds it (the
+//! same code, `operon_test_support::image`) from this test's `operon`
+//! binary, pushed to the control plane's registry, pulled back and
+//! unpacked into a directory: nothing but the unpacked layers is there
+//! when the host runs under `chroot` (which needs root, as the tests run).
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use operon_test_support::{TestEnv, controlplane, image};
+use serde_json::Value;
+
+/// Every file (not directory) under `dir`, relative to it, sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// `operon <args>` with the unpacked image as its root and an empty
+/// environment (as the image's config would start it, bar its `Env`).
+fn in_chroot(rootfs: &Path, args: &[&str]) -> Output {
+    Command::new("chroot")
+        .arg(rootfs)
+        .arg("/operon")
+        .args(args)
+        .env_clear()
+        // Read by this process to find `chroot`; inside, nothing is there.
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("running chroot")
+}
+
+#[tokio::test]
+async fn the_image_holds_all_the_host_needs_and_runs_under_chroot() {
+    let env = TestEnv::new().await;
+    let state_dir = env.kubeconfig_path.parent().unwrap();
+    let registry = controlplane::registries(state_dir).unwrap().open;
+    let work = common::temp_dir(&format!("image-{}", env.namespace));
+    let binary = Path::new(env!("CARGO_BIN_EXE_operon"));
+    let reference = format!("{registry}/operon-test:{}", env.namespace);
+    let built = image::build_and_push(binary, &work, &reference).unwrap();
+    assert!(built.pinned.contains("@sha256:"), "{}", built.pinned);
+
+    // The config: non-root, `operon run`, the cache where the chart mounts
+    // its emptyDir.
+    let config: Value = serde_json::from_str(&image::config(&built.pinned).unwrap()).unwrap();
+    let c = &config["config"];
+    assert_eq!(c["User"], "65532:65532");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/operon", "run"]));
+    assert_eq!(
+        (config["os"].as_str(), config["architecture"].as_str()),
+        (Some("linux"), Some("amd64"))
+    );
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "OPERON_CACHE_DIR=/var/cache/operon/compiled"),
+        "{c}"
+    );
+
+    // The layers, unpacked: the binary, the libraries ldd names, the CA
+    // bundle, passwd and group — no shell, nothing else.
+    let rootfs = work.join("unpacked");
+    image::unpack(&built.pinned, &rootfs).unwrap();
+    let unpacked = files(&rootfs);
+    assert_eq!(
+        unpacked, built.files,
+        "the image holds exactly what was assembled"
+    );
+    let libraries = image::libraries(binary).unwrap();
+    assert_eq!(
+        unpacked.len(),
+        3 + libraries.len()
+            + usize::from(rootfs.join("etc/ssl/certs/ca-certificates.crt").exists()),
+        "{unpacked:?}"
+    );
+    assert!(!rootfs.join("bin/sh").exists(), "no shell");
+    let cache = std::fs::metadata(rootfs.join("var/cache/operon")).unwrap();
+    assert_eq!(
+        (cache.uid(), cache.gid()),
+        (image::USER, image::USER),
+        "the cache directory is the user's"
+    );
+    let root_owned = std::fs::metadata(rootfs.join("operon")).unwrap();
+    assert_eq!(
+        root_owned.uid(),
+        0,
+        "the binary is root's, read-only to the user"
+    );
+
+    // It runs with nothing but the layers around it.
+    let version = in_chroot(&rootfs, &["--version"]);
+    let outside = Command::new(binary).arg("--version").output().unwrap();
+    assert_eq!(stdout(&version), stdout(&outside));
+    assert!(
+        stdout(&version).starts_with("operon "),
+        "{}",
+        stdout(&version)
+    );
+
+    // And reconciles inside: the memcached example on its fixture gives
+    // the same answer as outside.
+    let plugin = common::component("rust-memcached");
+    std::fs::copy(&plugin, rootfs.join("tmp/plugin.wasm")).unwrap();
+    let parent = common::memcached_fixture("parent.yaml");
+    std::fs::copy(&parent, rootfs.join("tmp/parent.yaml")).unwrap();
+    let args = [
+        "--no-cache",
+        "reconcile",
+        "/tmp/plugin.wasm",
+        "--parent",
+        "/tmp/parent.yaml",
+        "--now",
+        "2026-01-01T00:00:00Z",
+    ];
+    let inside = stdout(&in_chroot(&rootfs, &args));
+    let outside = Command::new(binary)
+        .args(["--no-cache", "reconcile"])
+        .arg(&plugin)
+        .arg("--parent")
+        .arg(&parent)
+        .args(["--now", "2026-01-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(inside, stdout(&outside));
+    assert!(inside.contains("kind: Deployment"), "{inside}");
+    env.cleanup().await.unwrap();
+}

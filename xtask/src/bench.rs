@@ -8,7 +8,8 @@
 //! - end to end, memory and idle CPU on private control planes, `operon run`
 //!   against the native baseline (`baselines/native-memcached`) in the same
 //!   run ([`e2e`], [`memory`], [`idle`]);
-//! - hot swap latency on a private control plane ([`swap`]).
+//! - hot swap latency on a private control plane ([`swap`]);
+//! - leader election: handover and failover beside a restart ([`leader`]).
 //!
 //! `--only <section>` measures one section and splices it into the existing
 //! BENCHMARKS.md (its headings and goal rows replaced, a line saying what
@@ -19,6 +20,7 @@ mod cluster;
 mod controllers;
 mod e2e;
 mod idle;
+mod leader;
 mod memory;
 mod procfs;
 mod profile;
@@ -52,6 +54,7 @@ pub enum Only {
     Memory,
     Idle,
     Swap,
+    Leader,
 }
 
 /// A section run on private control planes.
@@ -215,13 +218,18 @@ pub fn run(args: Args) -> Result<()> {
         .context("starting the tokio runtime")?;
     // A cluster section that fails (a timeout on a loaded machine, say) is
     // reported in its place; the figures of the others are not thrown away.
-    let cluster_sections: [(Only, &str, ClusterSection); 4] = [
+    let cluster_sections: [(Only, &str, ClusterSection); 5] = [
         (Only::E2e, "End to end", |s| Box::pin(e2e::section(s))),
         (Only::Memory, "Memory", |s| Box::pin(memory::section(s))),
         (Only::Idle, "Steady state", |s| Box::pin(idle::section(s))),
         (Only::Swap, "Hot swap: swap latency", |s| {
             Box::pin(swap::section(s))
         }),
+        (
+            Only::Leader,
+            "Leader election: handover and failover",
+            |s| Box::pin(leader::section(s)),
+        ),
     ];
     for (only, title, section) in cluster_sections {
         if !wanted(only) {
@@ -269,7 +277,7 @@ pub fn run(args: Args) -> Result<()> {
          planes). Baselines are measured in the same run. Took {:.0} min.\n",
         started.elapsed().as_secs_f64() / 60.0
     )?;
-    writeln!(out, "## Goals (issues 6 and 9)\n")?;
+    writeln!(out, "## Goals (issues 6, 9 and 18)\n")?;
     writeln!(out, "| goal | target | measured | met |\n|---|---|---|---|")?;
     for g in sections.iter().flat_map(|s| &s.goals) {
         writeln!(

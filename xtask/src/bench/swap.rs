@@ -60,7 +60,7 @@ fn leb128(out: &mut Vec<u8>, mut v: usize) {
     }
 }
 
-fn unix(t: SystemTime) -> f64 {
+pub(super) fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
@@ -172,7 +172,7 @@ fn measure(
 }
 
 /// The first reconcile of the host's active revision, by its clock.
-fn first_reconcile(admin: &str) -> Result<Option<f64>> {
+pub(super) fn first_reconcile(admin: &str) -> Result<Option<f64>> {
     let (code, body) = http_get(admin, "/plugins/memcached")?;
     if code != 200 {
         return Ok(None);

@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use operon_test_support::{TestEnv, controlplane, image};
+use operon_test_support::{TestEnv, controlplane, image, wait_until};
 use serde_json::Value;
 
 /// Every file (not directory) under `dir`, relative to it, sorted.
@@ -150,5 +150,85 @@ async fn the_image_holds_all_the_host_needs_and_runs_under_chroot() {
         .unwrap();
     assert_eq!(inside, stdout(&outside));
     assert!(inside.contains("kind: Deployment"), "{inside}");
+
+    // And the entrypoint, `operon run`, against the control plane: TLS to
+    // the API server, the compile cache where the image says, the demo
+    // converged.
+    run_inside(&env, &rootfs).await;
     env.cleanup().await.unwrap();
+}
+
+/// `operon run` in the unpacked image until the memcached demo converges;
+/// then SIGTERM, and a clean exit.
+async fn run_inside(env: &TestEnv, rootfs: &Path) {
+    use common::host::{WAIT, create_memcached, free_port, get};
+    use k8s_openapi::api::apps::v1::Deployment;
+    std::fs::create_dir_all(rootfs.join("tmp/plugins")).unwrap();
+    std::fs::copy(
+        common::component("rust-memcached"),
+        rootfs.join("tmp/plugins/rust_memcached.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(&env.kubeconfig_path, rootfs.join("tmp/kubeconfig")).unwrap();
+    let (m, h, a) = (free_port(), free_port(), free_port());
+    let health = format!("127.0.0.1:{h}");
+    let mut child = Command::new("chroot")
+        .arg(rootfs)
+        .args([
+            "/operon",
+            "run",
+            "--plugins",
+            "/tmp/plugins",
+            "--kubeconfig",
+            "/tmp/kubeconfig",
+        ])
+        .args(["--namespace", &env.namespace])
+        .args(["--metrics-addr", &format!("127.0.0.1:{m}")])
+        .args([
+            "--health-addr",
+            &health,
+            "--admin-addr",
+            &format!("127.0.0.1:{a}"),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("OPERON_CACHE_DIR", "/var/cache/operon/compiled")
+        .spawn()
+        .expect("starting operon run under chroot");
+    wait_until("operon run in the image to be ready", WAIT, || async {
+        Ok(get(&health, "/readyz")
+            .await
+            .ok()
+            .filter(|(c, _)| *c == 200))
+    })
+    .await
+    .unwrap();
+    create_memcached(env, "inside", 2).await;
+    let deployments: kube::Api<Deployment> = env.api();
+    wait_until(
+        "the Deployment applied from inside the image",
+        WAIT,
+        || async {
+            let d = deployments.get_opt("inside").await?;
+            Ok(d.filter(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(2)))
+        },
+    )
+    .await
+    .unwrap();
+    let compiled = std::fs::read_dir(rootfs.join("var/cache/operon/compiled"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        compiled > 0,
+        "the compile cache is in the image's cache directory"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "operon run in the image exits cleanly on SIGTERM: {status}"
+    );
 }

@@ -64,16 +64,11 @@ fn set_args(values: &[String]) -> Vec<&str> {
     values.iter().flat_map(|v| ["--set", v.as_str()]).collect()
 }
 
-#[tokio::test]
-async fn the_chart_lints_renders_hardened_and_installs() {
-    let env = TestEnv::new().await;
-    let chart = chart();
-    let chart = chart.to_str().unwrap();
-    helm(&env, &["lint", "--strict", chart]).unwrap();
-
-    let rendered = helm(&env, &["template", "operon", chart, "-n", "operon-system"]).unwrap();
-    let docs = documents(&rendered);
-    let deployment = find(&docs, "Deployment")[0];
+/// The Deployment as rendered with the defaults: two replicas electing a
+/// leader, the probes, the restricted securityContext, the caches on an
+/// emptyDir, the downward-API identity.
+fn check_deployment(docs: &[Value]) {
+    let deployment = find(docs, "Deployment")[0];
     let spec = &deployment["spec"];
     assert_eq!(spec["replicas"], 2);
     let pod = &spec["template"]["spec"];
@@ -110,6 +105,18 @@ async fn the_chart_lints_renders_hardened_and_installs() {
         env_names,
         [&json!("OPERON_POD_NAME"), &json!("OPERON_POD_NAMESPACE")]
     );
+}
+
+#[tokio::test]
+async fn the_chart_lints_renders_hardened_and_installs() {
+    let env = TestEnv::new().await;
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    helm(&env, &["lint", "--strict", chart]).unwrap();
+
+    let rendered = helm(&env, &["template", "operon", chart, "-n", "operon-system"]).unwrap();
+    let docs = documents(&rendered);
+    check_deployment(&docs);
     assert_eq!(find(&docs, "PodDisruptionBudget").len(), 1);
     assert_eq!(find(&docs, "Service").len(), 1);
     assert_eq!(find(&docs, "ServiceAccount").len(), 1);
@@ -176,6 +183,53 @@ async fn the_chart_lints_renders_hardened_and_installs() {
     env.cleanup().await.unwrap();
 }
 
+/// Outside the chart's grants, the API server itself refuses the
+/// account: Secrets, ConfigMaps, the plugins' kinds in another namespace.
+async fn refused_outside_the_grants(kubeconfig: &Path, namespace: &str) {
+    let sa = operon_test_support::client_for(kubeconfig, Some(namespace))
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(sa.clone(), namespace);
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    let refused = secrets.create(&PostParams::default(), &secret).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 403),
+        "{refused:?}"
+    );
+    let maps: Api<ConfigMap> = Api::namespaced(sa.clone(), namespace);
+    let listed = maps.list(&Default::default()).await;
+    assert!(
+        matches!(&listed, Err(kube::Error::Api(s)) if s.code == 403),
+        "{listed:?}"
+    );
+    let elsewhere: Api<Deployment> = Api::namespaced(sa, "default");
+    let other = elsewhere.list(&Default::default()).await;
+    assert!(
+        matches!(&other, Err(kube::Error::Api(s)) if s.code == 403),
+        "the plugins' kinds only in the watched namespace: {other:?}"
+    );
+}
+
+/// A token for a ServiceAccount from the TokenRequest API, as the kubelet
+/// would mount it.
+async fn token(env: &TestEnv, account: &str) -> String {
+    let accounts: Api<ServiceAccount> = env.api();
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    accounts
+        .create_token_request(account, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.token)
+        .expect("a token in the TokenRequest's status")
+}
+
 /// A kubeconfig for the cluster of `env` that authenticates with `token`.
 fn token_kubeconfig(env: &TestEnv, token: &str, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(&env.kubeconfig_path).unwrap();
@@ -213,22 +267,7 @@ async fn the_chart_rbac_suffices_for_the_demo_and_refuses_what_it_does_not_grant
     ]);
     helm(&env, &install).unwrap();
 
-    // A token for the chart's ServiceAccount, as the kubelet would mount.
-    let accounts: Api<ServiceAccount> = env.api();
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = accounts
-        .create_token_request("rbac-operon", &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .and_then(|s| s.token)
-        .expect("a token in the TokenRequest's status");
+    let token = token(&env, "rbac-operon").await;
     let dir = common::temp_dir(&format!("rbac-{}", env.namespace));
     let kubeconfig = token_kubeconfig(&env, &token, &dir);
 
@@ -271,29 +310,7 @@ async fn the_chart_rbac_suffices_for_the_demo_and_refuses_what_it_does_not_grant
     );
     services.get("demo").await.unwrap();
 
-    // Outside the grants: refused by the API server itself.
-    let sa = operon_test_support::client_for(&kubeconfig, Some(&env.namespace))
-        .await
-        .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(sa.clone(), &env.namespace);
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
-    let refused = secrets.create(&PostParams::default(), &secret).await;
-    assert!(
-        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 403),
-        "{refused:?}"
-    );
-    let maps: Api<ConfigMap> = Api::namespaced(sa.clone(), &env.namespace);
-    let listed = maps.list(&Default::default()).await;
-    assert!(
-        matches!(&listed, Err(kube::Error::Api(s)) if s.code == 403),
-        "{listed:?}"
-    );
-    let elsewhere: Api<Deployment> = Api::namespaced(sa, "default");
-    let other = elsewhere.list(&Default::default()).await;
-    assert!(
-        matches!(&other, Err(kube::Error::Api(s)) if s.code == 403),
-        "the plugins' kinds only in the watched namespace: {other:?}"
-    );
+    refused_outside_the_grants(&kubeconfig, &env.namespace).await;
 
     let status = host.terminate();
     assert!(status.success(), "{status}");

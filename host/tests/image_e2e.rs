@@ -54,26 +54,16 @@ fn in_chroot(rootfs: &Path, args: &[&str]) -> Output {
         .expect("running chroot")
 }
 
-#[tokio::test]
-async fn the_image_holds_all_the_host_needs_and_runs_under_chroot() {
-    let env = TestEnv::new().await;
-    let state_dir = env.kubeconfig_path.parent().unwrap();
-    let registry = controlplane::registries(state_dir).unwrap().open;
-    let work = common::temp_dir(&format!("image-{}", env.namespace));
-    let binary = Path::new(env!("CARGO_BIN_EXE_operon"));
-    let reference = format!("{registry}/operon-test:{}", env.namespace);
-    let built = image::build_and_push(binary, &work, &reference).unwrap();
-    assert!(built.pinned.contains("@sha256:"), "{}", built.pinned);
-
-    // The config: non-root, `operon run`, the cache where the chart mounts
-    // its emptyDir.
-    let config: Value = serde_json::from_str(&image::config(&built.pinned).unwrap()).unwrap();
+/// The config: non-root, `operon run`, the cache where the chart mounts
+/// its emptyDir, this machine's platform.
+fn check_config(pinned: &str) {
+    let config: Value = serde_json::from_str(&image::config(pinned).unwrap()).unwrap();
     let c = &config["config"];
     assert_eq!(c["User"], "65532:65532");
     assert_eq!(c["Entrypoint"], serde_json::json!(["/operon", "run"]));
     assert_eq!(
         (config["os"].as_str(), config["architecture"].as_str()),
-        (Some("linux"), Some("amd64"))
+        (Some("linux"), Some(image::architecture()))
     );
     assert!(
         c["Env"]
@@ -83,14 +73,14 @@ async fn the_image_holds_all_the_host_needs_and_runs_under_chroot() {
             .any(|e| e == "OPERON_CACHE_DIR=/var/cache/operon/compiled"),
         "{c}"
     );
+}
 
-    // The layers, unpacked: the binary, the libraries ldd names, the CA
-    // bundle, passwd and group — no shell, nothing else.
-    let rootfs = work.join("unpacked");
-    image::unpack(&built.pinned, &rootfs).unwrap();
-    let unpacked = files(&rootfs);
+/// The layers, unpacked: the binary, the libraries ldd names, the CA
+/// bundle, passwd and group — no shell, nothing else.
+fn check_layers(rootfs: &Path, expected: &[PathBuf], binary: &Path) {
+    let unpacked = files(rootfs);
     assert_eq!(
-        unpacked, built.files,
+        unpacked, expected,
         "the image holds exactly what was assembled"
     );
     let libraries = image::libraries(binary).unwrap();
@@ -113,6 +103,23 @@ async fn the_image_holds_all_the_host_needs_and_runs_under_chroot() {
         0,
         "the binary is root's, read-only to the user"
     );
+}
+
+#[tokio::test]
+async fn the_image_holds_all_the_host_needs_and_runs_under_chroot() {
+    let env = TestEnv::new().await;
+    let state_dir = env.kubeconfig_path.parent().unwrap();
+    let registry = controlplane::registries(state_dir).unwrap().open;
+    let work = common::temp_dir(&format!("image-{}", env.namespace));
+    let binary = Path::new(env!("CARGO_BIN_EXE_operon"));
+    let reference = format!("{registry}/operon-test:{}", env.namespace);
+    let built = image::build_and_push(binary, &work, &reference).unwrap();
+    assert!(built.pinned.contains("@sha256:"), "{}", built.pinned);
+
+    check_config(&built.pinned);
+    let rootfs = work.join("unpacked");
+    image::unpack(&built.pinned, &rootfs).unwrap();
+    check_layers(&rootfs, &built.files, binary);
 
     // It runs with nothing but the layers around it.
     let version = in_chroot(&rootfs, &["--version"]);

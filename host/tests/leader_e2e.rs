@@ -285,6 +285,35 @@ fn writers_in_turn(writes: &[Write]) -> Vec<&str> {
     turns
 }
 
+/// The API server's own record: each replica's writes form one block, in
+/// election order (`leaders`), and none began before the previous
+/// writer's last one was answered.
+fn assert_one_writer_at_a_time(env: &TestEnv, leaders: &[&str]) {
+    let writes = operon_writes(&audit_log(env), &env.namespace);
+    assert_eq!(
+        writers_in_turn(&writes),
+        leaders,
+        "writers in turn, never interleaved"
+    );
+    for pair in writes.windows(2) {
+        if pair[0].identity != pair[1].identity {
+            let (w0, w1) = (&pair[0], &pair[1]);
+            assert!(
+                w0.answered <= w1.received,
+                "two writers at once: {} {} answered at {}, after {} {} was received at {}",
+                w0.identity,
+                w0.what,
+                w0.answered,
+                w1.identity,
+                w1.what,
+                w1.received
+            );
+        }
+    }
+    let by: BTreeSet<&str> = writes.iter().map(|w| w.identity.as_str()).collect();
+    assert_eq!(by.len(), leaders.len(), "every leader wrote");
+}
+
 #[tokio::test]
 async fn one_writer_at_a_time_through_a_failover_and_a_handover() {
     let env = TestEnv::new().await;
@@ -341,32 +370,7 @@ async fn one_writer_at_a_time_through_a_failover_and_a_handover() {
     assert_eq!(spec.holder_identity.as_deref(), Some("c"));
     assert_eq!(spec.lease_transitions, Some(2), "a → b → c");
 
-    // The API server's own record: each replica's writes form one block,
-    // in election order, and none began before the previous writer's last
-    // one was answered.
-    let writes = operon_writes(&audit_log(&env), &env.namespace);
-    assert_eq!(
-        writers_in_turn(&writes),
-        ["a", "b", "c"],
-        "writers in turn, never interleaved"
-    );
-    for pair in writes.windows(2) {
-        if pair[0].identity != pair[1].identity {
-            let (w0, w1) = (&pair[0], &pair[1]);
-            assert!(
-                w0.answered <= w1.received,
-                "two writers at once: {} {} answered at {}, after {} {} was received at {}",
-                w0.identity,
-                w0.what,
-                w0.answered,
-                w1.identity,
-                w1.what,
-                w1.received
-            );
-        }
-    }
-    let by: BTreeSet<&str> = writes.iter().map(|w| w.identity.as_str()).collect();
-    assert_eq!(by.len(), 3);
+    assert_one_writer_at_a_time(&env, &["a", "b", "c"]);
     let _ = c.terminate();
     drop(a);
     env.cleanup().await.unwrap();

@@ -177,6 +177,16 @@ fn layer(rootfs: &Path, tarball: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The OCI name of this machine's architecture (the binary's: it is
+/// built here).
+pub fn architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
 /// Builds the image of `binary` in `work` and pushes it as `reference`
 /// (`registry/repository:tag`): non-root, entrypoint `operon run`.
 pub fn build_and_push(binary: &Path, work: &Path, reference: &str) -> Result<Built> {
@@ -192,10 +202,11 @@ pub fn build_and_push(binary: &Path, work: &Path, reference: &str) -> Result<Bui
         "crane append",
     )?;
     let user = format!("{USER}:{USER}");
+    let platform = format!("linux/{}", architecture());
     let cache = format!("OPERON_CACHE_DIR={CACHE_DIR}/compiled");
     run(
         crane()?
-            .args(["mutate", reference, "--set-platform", "linux/amd64"])
+            .args(["mutate", reference, "--set-platform", &platform])
             .args([
                 "--entrypoint",
                 "/operon,run",

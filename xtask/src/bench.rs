@@ -9,7 +9,8 @@
 //!   against the native baseline (`baselines/native-memcached`) in the same
 //!   run ([`e2e`], [`memory`], [`idle`]);
 //! - hot swap latency on a private control plane ([`swap`]), and from a
-//!   registry with Manual activation ([`packages`]).
+//!   registry with Manual activation ([`packages`]);
+//! - leader election: handover and failover beside a restart ([`leader`]).
 //!
 //! `--only <section>` measures one section and splices it into the existing
 //! BENCHMARKS.md (its headings and goal rows replaced, a line saying what
@@ -20,6 +21,7 @@ mod cluster;
 mod controllers;
 mod e2e;
 mod idle;
+mod leader;
 mod memory;
 mod packages;
 mod procfs;
@@ -55,6 +57,7 @@ pub enum Only {
     Idle,
     Swap,
     Packages,
+    Leader,
 }
 
 /// A section run on private control planes.
@@ -218,7 +221,7 @@ pub fn run(args: Args) -> Result<()> {
         .context("starting the tokio runtime")?;
     // A cluster section that fails (a timeout on a loaded machine, say) is
     // reported in its place; the figures of the others are not thrown away.
-    let cluster_sections: [(Only, &str, ClusterSection); 5] = [
+    let cluster_sections: [(Only, &str, ClusterSection); 6] = [
         (Only::E2e, "End to end", |s| Box::pin(e2e::section(s))),
         (Only::Memory, "Memory", |s| Box::pin(memory::section(s))),
         (Only::Idle, "Steady state", |s| Box::pin(idle::section(s))),
@@ -229,6 +232,11 @@ pub fn run(args: Args) -> Result<()> {
             Only::Packages,
             "Hot swap from a registry: Manual activation",
             |s| Box::pin(packages::section(s)),
+        ),
+        (
+            Only::Leader,
+            "Leader election: handover and failover",
+            |s| Box::pin(leader::section(s)),
         ),
     ];
     for (only, title, section) in cluster_sections {
@@ -277,7 +285,7 @@ pub fn run(args: Args) -> Result<()> {
          planes). Baselines are measured in the same run. Took {:.0} min.\n",
         started.elapsed().as_secs_f64() / 60.0
     )?;
-    writeln!(out, "## Goals (issues 6 and 9)\n")?;
+    writeln!(out, "## Goals (issues 6, 9 and 18)\n")?;
     writeln!(out, "| goal | target | measured | met |\n|---|---|---|---|")?;
     for g in sections.iter().flat_map(|s| &s.goals) {
         writeln!(

@@ -6,6 +6,7 @@
 mod bench;
 mod cluster;
 mod demo;
+mod image;
 mod langs;
 mod plugins;
 mod test;
@@ -29,6 +30,8 @@ enum Command {
     Bench(bench::Args),
     /// Build the Wasm components only.
     Build,
+    /// Build the host's OCI image without a container engine and push it.
+    Image(image::Args),
     /// Manage the local Kubernetes control plane built from tests/controlplane.
     Cluster(cluster::Args),
 }
@@ -42,5 +45,6 @@ fn main() -> anyhow::Result<()> {
             plugins::build_all().map(|dir| eprintln!("xtask: components in {}", dir.display()))
         }
         Command::Cluster(args) => cluster::run(args),
+        Command::Image(args) => image::run(args),
     }
 }

@@ -57,7 +57,8 @@ pub enum Command {
     /// manifest digest.
     Push(push::Args),
     /// Run the controllers of a plugin directory against a cluster.
-    Run(run::Args),
+    /// (Boxed: its flags outweigh every other command's.)
+    Run(Box<run::Args>),
     /// Print the RBAC objects `operon run --impersonate` needs (YAML).
     Rbac(rbac::Args),
     /// What a running host runs: revisions, shadow candidates, rejected

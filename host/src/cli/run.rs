@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{ExitCode, Failure};
 use crate::engine::Engine;
+use crate::runtime::leader::ElectionOptions;
 use crate::runtime::{self, Options, RunOptions};
 
 #[derive(clap::Args, Debug)]
@@ -107,6 +108,75 @@ pub struct Args {
     /// `operon plugins rollback` or a new build.
     #[arg(long)]
     pub no_auto_rollback: bool,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+/// `--leader-elect` and its Lease: for two or more replicas, of which one
+/// writes and the others stand by, warm (caches synced, plugins compiled).
+#[derive(clap::Args, Debug)]
+pub struct LeaderArgs {
+    /// Elect one writer among the replicas through a Lease; the others
+    /// keep warm caches and compiled plugins and take over on a handover
+    /// (SIGTERM releases the Lease) or when the leader stops renewing.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, value_name = "NAME", default_value = "operon")]
+    pub leader_elect_lease: String,
+    /// Namespace of the Lease [default: $OPERON_POD_NAMESPACE, else the
+    /// in-cluster or kubeconfig namespace].
+    #[arg(long, value_name = "NS")]
+    pub leader_elect_namespace: Option<String>,
+    /// This replica's name in the Lease and in its requests' User-Agent
+    /// [default: $OPERON_POD_NAME, else the host name and a random suffix].
+    #[arg(long, value_name = "NAME")]
+    pub identity: Option<String>,
+    /// Seconds a leader that stopped renewing keeps the Lease, as the
+    /// standbys observe it (a failover takes about this long).
+    #[arg(long, value_name = "S", default_value_t = 15)]
+    pub leader_elect_lease_duration_s: u32,
+    /// Seconds the leader keeps writing without a successful renewal; then
+    /// it exits at once. Shorter than the lease duration: the difference is
+    /// the margin that keeps two replicas from ever writing together.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub leader_elect_renew_deadline_s: f64,
+    /// Seconds between renewals, and between a standby's looks at the
+    /// Lease (it also watches it).
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
+    pub leader_elect_retry_period_s: f64,
+}
+
+impl LeaderArgs {
+    /// The election the flags ask for, if any.
+    fn election(&self, identity: &str) -> Result<Option<ElectionOptions>, Failure> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let seconds = |flag: &str, s: f64| {
+            Duration::try_from_secs_f64(s).map_err(|_| {
+                Failure::new(
+                    ExitCode::Failure,
+                    format!("--{flag} {s}: not a duration in seconds"),
+                )
+            })
+        };
+        let namespace = self.leader_elect_namespace.clone().unwrap_or_default();
+        let mut election = ElectionOptions::new(&self.leader_elect_lease, &namespace, identity);
+        election.lease_duration = Duration::from_secs(self.leader_elect_lease_duration_s.into());
+        election.renew_deadline = seconds(
+            "leader-elect-renew-deadline-s",
+            self.leader_elect_renew_deadline_s,
+        )?;
+        election.retry_period = seconds(
+            "leader-elect-retry-period-s",
+            self.leader_elect_retry_period_s,
+        )?;
+        election
+            .check()
+            .map_err(|e| Failure::new(ExitCode::Failure, e.to_string()))?;
+        Ok(Some(election))
+    }
 }
 
 /// A label selector, refused at start when malformed (the API server would
@@ -137,6 +207,11 @@ fn packages(engine: &Engine, args: &Args) -> runtime::PackageOptions {
 }
 
 pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
+    let identity = args
+        .leader
+        .identity
+        .clone()
+        .unwrap_or_else(runtime::leader::default_identity);
     let options = RunOptions {
         plugins_dir: args.plugins.clone(),
         packages: args.plugin_objects.then(|| packages(&engine, args)),
@@ -169,6 +244,8 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
                 threshold: args.rollback_threshold.clamp(0.0, 1.0),
             },
         },
+        leader_election: args.leader.election(&identity)?,
+        identity,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,6 +5,7 @@ mod cache;
 mod controller;
 mod crds;
 mod identity;
+pub mod leader;
 mod queue;
 mod supervisor;
 #[cfg(test)]
@@ -56,6 +57,12 @@ pub struct RunOptions {
     pub swap: SwapOptions,
     /// Plugins declared as objects (`--plugin-objects`), when on.
     pub packages: Option<PackageOptions>,
+    /// This replica's name: in the Lease and in the User-Agent of every
+    /// request (so the API server's audit log tells the replicas apart).
+    pub identity: String,
+    /// `--leader-elect`: the Lease and its timings (an empty namespace is
+    /// the host's own: `OPERON_POD_NAMESPACE`, else the client's default).
+    pub leader_election: Option<leader::ElectionOptions>,
 }
 
 /// How plugins declared as objects are fetched.
@@ -138,6 +145,13 @@ pub fn load_plugins(
 }
 
 /// Runs until SIGTERM or SIGINT, then drains and returns.
+///
+/// With leader election the replica first gets warm exactly like a single
+/// host (plugins compiled, CRDs installed, caches synced, `/readyz` 200),
+/// its workers waiting on the [`leader::Gate`]; only then does it
+/// campaign. On SIGTERM the leader drains while still renewing, then
+/// releases the Lease. A lost lease ends the process at once (exit 1):
+/// see [`leader`].
 pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     if !options.admin_addr.ip().is_loopback() {
         anyhow::bail!(
@@ -145,7 +159,8 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
             options.admin_addr
         );
     }
-    let config = config(options.kubeconfig.as_deref()).await?;
+    let mut config = config(options.kubeconfig.as_deref()).await?;
+    set_user_agent(&mut config, &options.identity)?;
     let client =
         kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     let metrics = Arc::new(Metrics::default());
@@ -159,10 +174,18 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
         options.namespace.clone(),
         metrics.clone(),
     ));
+    let elector = match &options.leader_election {
+        Some(election) => Some(elector(election, &config, &client, &metrics)?),
+        None => None,
+    };
+    let may_write = elector
+        .as_ref()
+        .map_or_else(leader::Gate::open, |(_, gate)| gate.clone());
     let shared = Shared {
         caches: caches.clone(),
         metrics: metrics.clone(),
         global: Arc::new(Semaphore::new(options.concurrency.max(1))),
+        may_write: may_write.clone(),
     };
     if !options.controller.enforce_grants {
         tracing::warn!(
@@ -178,23 +201,14 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     )
     .await?;
     if let Some(packages) = &options.packages {
-        start_packages(
-            &engine,
-            &client,
-            &supervisor,
-            packages,
-            &stop_rx,
-            options.install_crds,
-        )
-        .await?;
+        let writes = Writes {
+            may_write: may_write.clone(),
+            install_crds: options.install_crds,
+        };
+        start_packages(&engine, &client, &supervisor, packages, &stop_rx, writes).await?;
     }
-    let (admin_at, _) = server::start_routes(
-        options.admin_addr,
-        server::Routes::admin(supervisor.admin()),
-        stopped(stop_rx.clone()),
-    )
-    .await?;
-    tracing::info!(%admin_at, "serving /plugins (operon plugins)");
+    let elector = elector.map(|(e, _)| e);
+    serve_admin(&options, &supervisor, elector.as_ref(), may_write, &stop_rx).await?;
     let controllers = supervisor.controllers();
     for c in &controllers {
         c.wait_synced().await;
@@ -204,19 +218,102 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
         controllers = controllers.len(),
         watches = caches.open_watches(),
         dir = ?options.plugins_dir,
-        "caches synced; reconciling, and following the plugin directory"
+        "caches synced; following the plugin directory"
     );
     drop(controllers);
+    follow(supervisor, elector, &health).await;
+    let _ = stop_tx.send(true);
+    tracing::info!("stopped");
+    Ok(())
+}
 
+/// Runs the supervisor and the election (if any) until SIGTERM, then
+/// drains; the leader releases the Lease once nothing is in flight.
+async fn follow(supervisor: Supervisor, elector: Option<leader::Elector>, health: &Health) {
+    let (phase_tx, phase_rx) = watch::channel(leader::Phase::Running);
+    let election = elector.map(|e| campaign(e, phase_rx));
     supervisor
         .run(async {
             shutdown_signal().await;
             tracing::info!("shutting down: no new reconciles; waiting for those in flight");
             health.set_ready(false);
+            let _ = phase_tx.send(leader::Phase::Draining);
         })
         .await;
-    let _ = stop_tx.send(true);
-    tracing::info!("stopped");
+    let _ = phase_tx.send(leader::Phase::Drained);
+    if let Some(election) = election {
+        let _ = election.await; // the release is bounded by its own timeout
+    }
+}
+
+/// `operon/<version> (<identity>)` on every request, and so in the API
+/// server's audit log.
+fn set_user_agent(config: &mut kube::Config, identity: &str) -> anyhow::Result<()> {
+    let agent = format!("operon/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    let value = hyper::header::HeaderValue::from_str(&agent)
+        .with_context(|| format!("the identity {identity:?} is not valid in a User-Agent"))?;
+    config.headers.push((hyper::header::USER_AGENT, value));
+    Ok(())
+}
+
+/// The elector of `--leader-elect` and the gate it holds.
+fn elector(
+    election: &leader::ElectionOptions,
+    config: &kube::Config,
+    client: &kube::Client,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(leader::Elector, leader::Gate)> {
+    let mut election = election.clone();
+    if election.namespace.is_empty() {
+        election.namespace = std::env::var("OPERON_POD_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| config.default_namespace.clone());
+    }
+    election.check()?;
+    Ok(leader::Elector::new(
+        client.clone(),
+        election,
+        metrics.clone(),
+    ))
+}
+
+/// Runs the election; a lost lease stops the process on the spot, before
+/// any other reconcile can write.
+fn campaign(
+    elector: leader::Elector,
+    phase: watch::Receiver<leader::Phase>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = elector.run(phase).await {
+            tracing::error!(error = %e, "stopping now, without draining: another replica may take over (restarted, this host comes back as a standby)");
+            std::process::exit(1);
+        }
+    })
+}
+
+/// Serves `/plugins` for `operon plugins`: on a replica with leader
+/// election, through [`leader::ReplicaAdmin`] (standbys refuse rollbacks).
+async fn serve_admin(
+    options: &RunOptions,
+    supervisor: &Supervisor,
+    elector: Option<&leader::Elector>,
+    leading: leader::Gate,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let routes = match elector {
+        Some(elector) => server::Routes::admin(leader::ReplicaAdmin {
+            inner: supervisor.admin(),
+            identity: options.identity.clone(),
+            lease: elector.options().lease_ref(),
+            leading,
+            holder: elector.holder(),
+        }),
+        None => server::Routes::admin(supervisor.admin()),
+    };
+    let (admin_at, _) =
+        server::start_routes(options.admin_addr, routes, stopped(stop.clone())).await?;
+    tracing::info!(%admin_at, "serving /plugins (operon plugins)");
     Ok(())
 }
 
@@ -242,19 +339,29 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// What the package controllers may write, and when.
+struct Writes {
+    /// They start once this opens (at once without leader election).
+    may_write: leader::Gate,
+    install_crds: bool,
+}
+
 /// Installs the host's own CRDs and starts the package controllers
 /// (`ClusterReconcilerPlugin`, `ReconcilerPlugin`) beside the supervisor.
+/// They write revisions and statuses from their first step, so with
+/// leader election they start only once this replica is elected (see the
+/// caveats in [`leader`]).
 async fn start_packages(
     engine: &Engine,
     client: &kube::Client,
     supervisor: &Supervisor,
     options: &PackageOptions,
     stop: &watch::Receiver<bool>,
-    install_crds: bool,
+    writes: Writes,
 ) -> anyhow::Result<()> {
     use crate::packages::controller::{Context, run};
     use crate::packages::types::{ClusterReconcilerPlugin, ReconcilerPlugin};
-    if install_crds {
+    if writes.install_crds {
         crds::install(client, "operon", &crate::packages::crds()).await?;
     }
     let preparer = crate::packages::prepare::Preparer::new(
@@ -271,12 +378,18 @@ async fn start_packages(
         options.poll,
         options.selector.clone(),
     ));
-    tokio::spawn(run::<ClusterReconcilerPlugin>(
-        ctx.clone(),
-        stopped(stop.clone()),
-    ));
-    tokio::spawn(run::<ReconcilerPlugin>(ctx, stopped(stop.clone())));
-    tracing::info!("following ClusterReconcilerPlugin and ReconcilerPlugin objects");
+    let (stop, mut may_write) = (stop.clone(), writes.may_write);
+    tokio::spawn(async move {
+        if !may_write.wait_open().await {
+            return; // a standby told to stop
+        }
+        tokio::spawn(run::<ClusterReconcilerPlugin>(
+            ctx.clone(),
+            stopped(stop.clone()),
+        ));
+        tokio::spawn(run::<ReconcilerPlugin>(ctx, stopped(stop)));
+        tracing::info!("following ClusterReconcilerPlugin and ReconcilerPlugin objects");
+    });
     Ok(())
 }
 

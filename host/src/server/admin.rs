@@ -137,6 +137,18 @@ pub enum AdminError {
     /// The target revision could not be started (its controller, its CRDs).
     #[error("rollback of {name} failed: {cause:#}")]
     RollbackFailed { name: String, cause: anyhow::Error },
+    /// A change asked of a standby replica (`--leader-elect`): only the
+    /// leader's revisions take effect, so a standby refuses rather than
+    /// diverge from it silently.
+    #[error(
+        "this replica ({identity}) is a standby of Lease {lease}: roll back on the leader{}",
+        leader.as_deref().map(|l| format!(" ({l})")).unwrap_or_default()
+    )]
+    Standby {
+        identity: String,
+        lease: String,
+        leader: Option<String>,
+    },
 }
 
 fn numbers(kept: &[u32]) -> String {
@@ -146,16 +158,17 @@ fn numbers(kept: &[u32]) -> String {
 
 impl AdminError {
     /// The HTTP status of this answer: 404 for what does not exist, 409 for
-    /// a rollback that conflicts with the plugin's state, 503 while the host
+    /// a rollback that conflicts with the plugin's state or asked of a
+    /// standby, 503 while the host
     /// stops, 500 when the rollback itself failed.
     pub fn status(&self) -> StatusCode {
         match self {
             AdminError::NoSuchPlugin { .. } | AdminError::NoSuchRevision { .. } => {
                 StatusCode::NOT_FOUND
             }
-            AdminError::NoEarlierRevision { .. } | AdminError::AlreadyActive { .. } => {
-                StatusCode::CONFLICT
-            }
+            AdminError::NoEarlierRevision { .. }
+            | AdminError::AlreadyActive { .. }
+            | AdminError::Standby { .. } => StatusCode::CONFLICT,
             AdminError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::RollbackFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -258,6 +271,15 @@ mod tests {
                 "revision 2 of pg is already active",
             ),
             (AdminError::ShuttingDown, 503, "the host is shutting down"),
+            (
+                AdminError::Standby {
+                    identity: "operon-b".into(),
+                    lease: "operon-system/operon".into(),
+                    leader: Some("operon-a".into()),
+                },
+                409,
+                "this replica (operon-b) is a standby of Lease operon-system/operon: roll back on the leader (operon-a)",
+            ),
             (
                 AdminError::RollbackFailed {
                     name: "pg".into(),

@@ -106,6 +106,19 @@ struct KindLabels {
     kind: String,
 }
 
+/// A leader election Lease, by name (client-go's label).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabels {
+    name: String,
+}
+
+/// A change of this replica's role: `to` is `leader` or `standby`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    name: String,
+    to: String,
+}
+
 type Histograms<S> = Family<S, Histogram, fn() -> Histogram>;
 
 /// Registers `metric` under `name` and hands back the caller's copy (a
@@ -337,6 +350,32 @@ impl Swaps {
     }
 }
 
+/// Leader election (`--leader-elect`): client-go's status gauge, so the
+/// alerts written for Go controllers work, and operon's transitions.
+struct Leadership {
+    status: Family<LeaseLabels, Gauge>,
+    transitions: Family<TransitionLabels, Counter>,
+}
+
+impl Leadership {
+    fn register(r: &mut Registry) -> Self {
+        Leadership {
+            status: register(
+                r,
+                "leader_election_master_status",
+                "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease",
+                Family::default(),
+            ),
+            transitions: register(
+                r,
+                "operon_leader_transitions",
+                "Changes of this replica's role for the lease: to leader (acquired) or to standby (released or lost)",
+                Family::default(),
+            ),
+        }
+    }
+}
+
 /// The host's metrics. Cheap to update from any thread; see the module docs.
 pub struct Metrics {
     registry: Registry,
@@ -344,6 +383,7 @@ pub struct Metrics {
     calls: Calls,
     watches: Watches,
     swaps: Swaps,
+    leadership: Leadership,
     /// Each plugin's active revision label, so that the series of the one
     /// it replaces can be removed (a family cannot be searched by plugin).
     active: Mutex<HashMap<String, String>>,
@@ -369,6 +409,7 @@ impl Metrics {
             calls: Calls::register(&mut registry),
             watches: Watches::register(&mut registry),
             swaps: Swaps::register(&mut registry),
+            leadership: Leadership::register(&mut registry),
             registry,
             active: Mutex::default(),
         }
@@ -554,6 +595,22 @@ impl Metrics {
     pub fn watch_events_total(&self, kind: &str) {
         let labels = KindLabels { kind: kind.into() };
         self.watches.events.get_or_create(&labels).inc();
+    }
+
+    /// Whether this replica holds the lease `name` (1) or stands by (0).
+    pub fn leader_status(&self, name: &str, leading: bool) {
+        let labels = LeaseLabels { name: name.into() };
+        let gauge = self.leadership.status.get_or_create(&labels);
+        gauge.set(i64::from(leading));
+    }
+
+    /// This replica became the leader (`leading`) or stopped being it.
+    pub fn leader_transition(&self, name: &str, leading: bool) {
+        let labels = TransitionLabels {
+            name: name.into(),
+            to: if leading { "leader" } else { "standby" }.into(),
+        };
+        self.leadership.transitions.get_or_create(&labels).inc();
     }
 
     /// The whole registry in the Prometheus text format 0.0.4 (what
@@ -884,6 +941,39 @@ workqueue_queue_duration_seconds_count{name=\"pg\"} 2
         );
         let failed = "operon_plugin_revision_reconciles_total{plugin=\"p\",revision=\"r\",result=\"failure\"}";
         assert_eq!(value(&text, failed), Some(1.0));
+    }
+
+    #[test]
+    fn leader_status_and_transitions() {
+        let m = Metrics::new();
+        m.leader_status("operon", false);
+        assert_eq!(
+            value(
+                &m.render(),
+                "leader_election_master_status{name=\"operon\"}"
+            ),
+            Some(0.0)
+        );
+        m.leader_status("operon", true);
+        m.leader_transition("operon", true);
+        m.leader_transition("operon", false);
+        m.leader_transition("operon", true);
+        let text = m.render();
+        let v = |series: &str| value(&text, series);
+        assert_eq!(
+            v("leader_election_master_status{name=\"operon\"}"),
+            Some(1.0)
+        );
+        let to = |role: &str| {
+            v(&format!(
+                "operon_leader_transitions_total{{name=\"operon\",to=\"{role}\"}}"
+            ))
+        };
+        assert_eq!((to("leader"), to("standby")), (Some(2.0), Some(1.0)));
+        assert!(
+            text.contains("# TYPE leader_election_master_status gauge\n"),
+            "{text}"
+        );
     }
 
     #[test]

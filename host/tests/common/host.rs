@@ -83,7 +83,11 @@ impl Host {
         vars: &[(&str, &str)],
         stderr: Stdio,
     ) -> Host {
-        let dir = super::temp_dir(&format!("plugins-{}", env.namespace));
+        // One directory per host: two hosts of a test (leader election)
+        // must not share, let alone recreate, each other's.
+        static HOSTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = HOSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = super::temp_dir(&format!("plugins-{}-{n}", env.namespace));
         for p in packages {
             let src = super::component(p);
             std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();

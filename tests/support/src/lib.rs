@@ -21,6 +21,7 @@
 //! Set `OPERON_TEST_KEEP_NAMESPACES=1` to keep test namespaces for debugging.
 
 pub mod controlplane;
+pub mod image;
 
 #[cfg(feature = "client")]
 mod env;

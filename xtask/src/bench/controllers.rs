@@ -216,6 +216,17 @@ impl Running {
             .sum())
     }
 
+    /// Whether this operon replica holds its Lease (`--leader-elect`),
+    /// from `leader_election_master_status` on its /metrics.
+    pub fn leads(&self) -> Result<bool> {
+        let addr = self.metrics.as_deref().context("not operon")?;
+        let (_, text) = http_get(addr, "/metrics")?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("leader_election_master_status{"))
+            .any(|l| l.ends_with(" 1")))
+    }
+
     /// SIGTERM, wait for the exit; returns the reconciles done over the
     /// process's life (operon: read from /metrics just before stopping;
     /// native: its final stats line).

@@ -172,7 +172,7 @@ fn measure(
 }
 
 /// The first reconcile of the host's active revision, by its clock.
-fn first_reconcile(admin: &str) -> Result<Option<f64>> {
+pub(super) fn first_reconcile(admin: &str) -> Result<Option<f64>> {
     let (code, body) = http_get(admin, "/plugins/memcached")?;
     if code != 200 {
         return Ok(None);

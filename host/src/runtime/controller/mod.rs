@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::cache::{CacheReader, Caches, KindWatch};
+use super::leader::Gate;
 use super::queue::{Backoff, Priority, WorkQueue};
 use crate::contract::Gvk;
 use crate::kinds::{Kinds, Resolved};
@@ -69,6 +70,11 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Reconciles at once across all plugins.
     pub global: Arc<Semaphore>,
+    /// Leader election: open while this replica may write. A standby's
+    /// workers wait on it before taking an item (its queue fills
+    /// meanwhile, so the first reconciles after election need no relist);
+    /// closed for good, they return.
+    pub may_write: Gate,
 }
 
 /// What ties a controller to the plugin's revisions: a controller runs one
@@ -103,6 +109,7 @@ pub struct Controller {
     global: Arc<Semaphore>,
     /// The plugin's admission limit: `options.workers` calls at once.
     admission: Semaphore,
+    may_write: Gate,
     options: Options,
     config: Vec<(String, String)>,
     /// Keys that failed permanently, with the parent generation then: not
@@ -159,6 +166,7 @@ impl Controller {
             caches,
             metrics,
             global,
+            may_write,
         } = shared.clone();
         let Watches {
             parent,
@@ -179,6 +187,7 @@ impl Controller {
             metrics,
             global,
             admission: Semaphore::new(options.workers.max(1)),
+            may_write,
             options,
             config,
             permanent: Mutex::default(),
@@ -301,7 +310,11 @@ impl Controller {
 
     /// A worker: take a key, reconcile it, settle what it decided.
     async fn work(self: Arc<Self>) {
-        while let Some(item) = self.queue.next().await {
+        let mut may_write = self.may_write.clone();
+        // Leader election: a standby's workers wait here, the queue filling.
+        while may_write.wait_open().await
+            && let Some(item) = self.queue.next().await
+        {
             let Ok(_permit) = self.global.acquire().await else {
                 return;
             };

@@ -14,11 +14,12 @@ use std::time::Duration;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::{Controller, Options, RevisionHooks, lock};
+use super::{Controller, Options, RevisionHooks, Shared, lock};
 use crate::apply::status::reason;
 use crate::engine::Limits;
 use crate::plugin::revisions::{RollbackPolicy, Tracker};
 use crate::plugin::{GrantsFile, Plugin};
+use crate::runtime::leader::Gate;
 use crate::runtime::queue::Backoff;
 use crate::runtime::testing::fake_api::{self, FakeApi, Write};
 use crate::runtime::testing::{self, NS, eventually, synced, synced_as};
@@ -67,7 +68,12 @@ struct Host {
 /// Starts the controller over `fake` (fast backoff) and waits for its
 /// caches.
 async fn host(fake: &FakeApi) -> Host {
-    let shared = testing::shared(fake);
+    host_with(fake, testing::shared(fake)).await
+}
+
+/// As [`host`], with what the controllers share given (a leader
+/// election gate, say).
+async fn host_with(fake: &FakeApi, shared: Shared) -> Host {
     let options = Options {
         workers: 2,
         backoff: Backoff {
@@ -571,4 +577,54 @@ async fn a_permanently_failed_parent_is_still_finalized() {
     })
     .await;
     assert_eq!(host.events("Finalized").len(), 1);
+}
+
+/// Leader election: a standby (its gate closed) has synced caches and the
+/// parent queued, yet takes nothing; elected, it reconciles at once,
+/// without listing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_reconciles_once_its_gate_opens() {
+    let fake = FakeApi::new();
+    fake.put(widget("w", json!({"mode": "ok"})));
+    let (elected, gate) = Gate::closed();
+    let mut shared = testing::shared(&fake);
+    shared.may_write = gate;
+    let host = host_with(&fake, shared).await;
+    let lists = fake.lists(&fake_api::kind(WIDGET.0, WIDGET.1).collection());
+    eventually("w queued", || {
+        (host.controller.queue.depth() == 1).then_some(())
+    })
+    .await;
+    elected.send_replace(true);
+    host.until_synced("w", "True", reason::SUCCEEDED).await;
+    assert_eq!(
+        fake.lists(&fake_api::kind(WIDGET.0, WIDGET.1).collection()),
+        lists,
+        "the standby's cache serves the first reconciles"
+    );
+}
+
+/// A standby never elected (told to stop: the gate's sender dropped)
+/// writes nothing, and its workers return without taking the queued key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_never_elected_writes_nothing_and_its_workers_return() {
+    let fake = FakeApi::new();
+    fake.put(widget("w", json!({"mode": "ok"})));
+    let (never, gate) = Gate::closed();
+    let mut shared = testing::shared(&fake);
+    shared.may_write = gate;
+    let host = host_with(&fake, shared).await;
+    eventually("w queued", || {
+        (host.controller.queue.depth() == 1).then_some(())
+    })
+    .await;
+    drop(never);
+    eventually("the workers to return", || {
+        let workers = lock(&host.controller.workers);
+        (!workers.is_empty() && workers.iter().all(|w| w.is_finished())).then_some(())
+    })
+    .await;
+    assert_eq!(host.reconciles(None), 0);
+    assert!(fake.writes().is_empty(), "{:#?}", fake.writes());
+    assert_eq!(host.controller.queue.depth(), 1, "the key is still queued");
 }

@@ -103,6 +103,8 @@ fn options(dir: &Path) -> RunOptions {
             rollback: RollbackPolicy::default(),
         },
         packages: None,
+        identity: "test".into(),
+        leader_election: None,
     }
 }
 

@@ -79,6 +79,7 @@ pub fn shared(fake: &FakeApi) -> Shared {
         caches: Arc::new(Caches::new(kinds, None, metrics.clone())),
         metrics,
         global: Arc::new(Semaphore::new(8)),
+        may_write: crate::runtime::leader::Gate::open(),
     }
 }
 

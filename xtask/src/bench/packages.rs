@@ -287,7 +287,7 @@ pub async fn section(setup: &Setup) -> Result<Section> {
 
 fn markdown(s: &Samples, dir_total: &[f64], dir_compile: &[f64], size: usize) -> Result<Section> {
     let mut md = String::new();
-    writeln!(md, "### Hot swap from a registry: Manual activation\n")?;
+    writeln!(md, "## Hot swap from a registry: Manual activation\n")?;
     writeln!(
         md,
         "The Rust example ({:.1} MB) pushed with `operon push` as new builds (a custom section \

@@ -163,6 +163,8 @@ async fn the_image_holds_all_the_host_needs_and_runs_under_chroot() {
     // converged.
     run_inside(&env, &rootfs).await;
     env.cleanup().await.unwrap();
+    // The unpacked image is a few hundred MB: not left behind per run.
+    std::fs::remove_dir_all(&work).unwrap();
 }
 
 /// `operon run` in the unpacked image until the memcached demo converges;

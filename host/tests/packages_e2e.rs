@@ -221,6 +221,23 @@ async fn revision_in_until(
     }
 }
 
+/// Sets the revision named `name` `Active`, as `kubectl patch` would.
+async fn make_active(env: &TestEnv, name: &str) {
+    revision_api(env)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"desiredState": "Active"}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until the plugin's active revision is the build `digest`.
+async fn serving(env: &TestEnv, what: &str, digest: &str) -> Value {
+    plugin_until(env, what, |p| p["status"]["activeDigest"] == digest).await
+}
+
 fn is(obj: &Value, ty: &str, status: &str) -> bool {
     condition(obj, ty).is_some_and(|c| c["status"] == status)
 }
@@ -394,10 +411,7 @@ async fn new_builds_activate_while_parents_change_and_old_revisions_are_pruned()
             json!({"source": {"image": format!("{repo}:one")}, "revisionHistoryLimit": 1}),
         ))
         .await;
-    plugin_until(&env, "revision one serving", |p| {
-        p["status"]["activeDigest"] == one.as_str()
-    })
-    .await;
+    serving(&env, "revision one serving", &one).await;
     let names: Vec<String> = (0..6).map(|i| format!("g{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         create_gadget(&env, name, i as u64).await;
@@ -427,10 +441,7 @@ async fn new_builds_activate_while_parents_change_and_old_revisions_are_pruned()
     })
     .await;
     set_source(&env, &format!("{repo}:three")).await;
-    plugin_until(&env, "revision three serving", |p| {
-        p["status"]["activeDigest"] == three.as_str()
-    })
-    .await;
+    serving(&env, "revision three serving", &three).await;
     stop.store(true, Ordering::Relaxed);
     churn.await.unwrap();
     served_by(&env, &names, "three").await;
@@ -483,10 +494,7 @@ async fn manual_activation_waits_compiled_then_swaps_and_rolls_back() {
         ))
         .await;
     // The first revision of a plugin activates: nothing else would serve.
-    plugin_until(&env, "revision one serving", |p| {
-        p["status"]["activeDigest"] == one.as_str()
-    })
-    .await;
+    serving(&env, "revision one serving", &one).await;
     let names = vec!["g".to_string()];
     create_gadget(&env, "g", 1).await;
     served_by(&env, &names, "one").await;
@@ -503,15 +511,8 @@ async fn manual_activation_waits_compiled_then_swaps_and_rolls_back() {
     still_served_by(&env, &names, "one", 2).await;
 
     let name = waiting["metadata"]["name"].as_str().unwrap().to_string();
-    let activate = |state: &'static str| Patch::Merge(json!({"spec": {"desiredState": state}}));
-    revision_api(&env)
-        .patch(&name, &PatchParams::default(), &activate("Active"))
-        .await
-        .unwrap();
-    plugin_until(&env, "revision two serving", |p| {
-        p["status"]["activeDigest"] == two.as_str()
-    })
-    .await;
+    make_active(&env, &name).await;
+    serving(&env, "revision two serving", &two).await;
     still_served_by(&env, &names, "two", 3).await;
     let first = revision_until(&env, &one, "revision one inactive", |r| {
         r["spec"]["desiredState"] == "Inactive" && is(r, "Active", "False")
@@ -519,18 +520,8 @@ async fn manual_activation_waits_compiled_then_swaps_and_rolls_back() {
     .await;
 
     // Rolling back: the older revision made Active again.
-    revision_api(&env)
-        .patch(
-            first["metadata"]["name"].as_str().unwrap(),
-            &PatchParams::default(),
-            &activate("Active"),
-        )
-        .await
-        .unwrap();
-    plugin_until(&env, "revision one serving again", |p| {
-        p["status"]["activeDigest"] == one.as_str()
-    })
-    .await;
+    make_active(&env, first["metadata"]["name"].as_str().unwrap()).await;
+    serving(&env, "revision one serving again", &one).await;
     still_served_by(&env, &names, "one", 4).await;
 
     // `operon plugins rollback` on the object's slot: the objects follow.
@@ -552,10 +543,10 @@ async fn manual_activation_waits_compiled_then_swaps_and_rolls_back() {
         "operon plugins rollback: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    plugin_until(
+    serving(
         &env,
         "revision two serving after operon plugins rollback",
-        |p| p["status"]["activeDigest"] == two.as_str(),
+        &two,
     )
     .await;
     let left = revision_until(&env, &one, "revision one recorded as rolled back", |r| {
@@ -569,18 +560,8 @@ async fn manual_activation_waits_compiled_then_swaps_and_rolls_back() {
     );
     still_served_by(&env, &names, "two", 5).await;
     // Asked for again, a rolled-back revision serves again.
-    revision_api(&env)
-        .patch(
-            left["metadata"]["name"].as_str().unwrap(),
-            &PatchParams::default(),
-            &activate("Active"),
-        )
-        .await
-        .unwrap();
-    plugin_until(&env, "revision one serving once more", |p| {
-        p["status"]["activeDigest"] == one.as_str()
-    })
-    .await;
+    make_active(&env, left["metadata"]["name"].as_str().unwrap()).await;
+    serving(&env, "revision one serving once more", &one).await;
     still_served_by(&env, &names, "one", 6).await;
     drop(host);
 }
@@ -606,10 +587,7 @@ async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
             json!({"source": {"image": format!("{repo}:good")}}),
         ))
         .await;
-    plugin_until(&env, "the good build serving", |p| {
-        p["status"]["activeDigest"] == good.as_str()
-    })
-    .await;
+    serving(&env, "the good build serving", &good).await;
     let names = vec!["g".to_string()];
     create_gadget(&env, "g", 1).await;
     served_by(&env, &names, "good").await;
@@ -743,10 +721,7 @@ async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
     value += 1;
     still_served_by(&env, &names, "good", value).await;
     set_source(&env, &format!("{repo}:signed")).await;
-    plugin_until(&env, "the signed build serving", |p| {
-        p["status"]["activeDigest"] == signed.as_str()
-    })
-    .await;
+    serving(&env, "the signed build serving", &signed).await;
     still_served_by(&env, &names, "signed", value + 1).await;
     drop(host);
 }
@@ -1070,10 +1045,7 @@ async fn pull_secrets_and_a_registry_that_goes_away() {
     );
 
     admin.apply(&cluster_plugin(&env, spec("good"))).await;
-    plugin_until(&env, "revision one serving", |p| {
-        p["status"]["activeDigest"] == one.as_str()
-    })
-    .await;
+    serving(&env, "revision one serving", &one).await;
     let names = vec!["g".to_string()];
     create_gadget(&env, "g", 1).await;
     served_by(&env, &names, "one").await;
@@ -1088,10 +1060,7 @@ async fn pull_secrets_and_a_registry_that_goes_away() {
     .await;
     still_served_by(&env, &names, "one", 2).await;
     own.resume();
-    plugin_until(&env, "revision two serving", |p| {
-        p["status"]["activeDigest"] == two.as_str()
-    })
-    .await;
+    serving(&env, "revision two serving", &two).await;
     still_served_by(&env, &names, "two", 3).await;
     drop(host);
 }

@@ -9,18 +9,16 @@
 //! ones are over.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::{Controller, Options, RevisionHooks, Shared, lock};
+use super::{Controller, RevisionHooks, Shared, lock};
 use crate::apply::status::reason;
 use crate::engine::Limits;
 use crate::plugin::revisions::{RollbackPolicy, Tracker};
 use crate::plugin::{GrantsFile, Plugin};
 use crate::runtime::leader::Gate;
-use crate::runtime::queue::Backoff;
 use crate::runtime::testing::fake_api::{self, FakeApi, Write};
 use crate::runtime::testing::{self, NS, eventually, synced, synced_as};
 use crate::server::Metrics;
@@ -74,15 +72,7 @@ async fn host(fake: &FakeApi) -> Host {
 /// As [`host`], with what the controllers share given (a leader
 /// election gate, say).
 async fn host_with(fake: &FakeApi, shared: Shared) -> Host {
-    let options = Options {
-        workers: 2,
-        backoff: Backoff {
-            base: Duration::from_millis(5),
-            max: Duration::from_millis(50),
-        },
-        enforce_grants: true,
-        namespace: None,
-    };
+    let options = testing::options();
     let writer = shared.caches.kinds().clone();
     let hooks = RevisionHooks {
         tracker: Arc::new(Tracker::new(RollbackPolicy::default(), None)),

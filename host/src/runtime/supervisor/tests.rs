@@ -18,8 +18,7 @@ use super::{Supervisor, SwapOptions};
 use crate::plugin::GrantsFile;
 use crate::plugin::revisions::RollbackPolicy;
 use crate::runtime::RunOptions;
-use crate::runtime::controller::{Options, Shared};
-use crate::runtime::queue::Backoff;
+use crate::runtime::controller::Shared;
 use crate::runtime::testing::fake_api::{self, FakeApi, Write};
 use crate::runtime::testing::{self, NS, eventually};
 use crate::server::{Admin, AdminError, AdminRequest};
@@ -84,15 +83,7 @@ fn options(dir: &Path) -> RunOptions {
         concurrency: 8,
         install_crds: false,
         grants: grants(),
-        controller: Options {
-            workers: 2,
-            backoff: Backoff {
-                base: Duration::from_millis(5),
-                max: Duration::from_millis(50),
-            },
-            enforce_grants: true,
-            namespace: None,
-        },
+        controller: testing::options(),
         // Long: the old revision's reconciles must be let finish.
         grace: Duration::from_secs(120),
         impersonate: None,

@@ -14,7 +14,8 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::cache::Caches;
-use super::controller::Shared;
+use super::controller::{Options, Shared};
+use super::queue::Backoff;
 use crate::engine::{Engine, EngineConfig};
 use crate::kinds::Kinds;
 use crate::server::Metrics;
@@ -72,6 +73,20 @@ pub fn component(package: &str) -> PathBuf {
 }
 
 /// What every controller of a test host shares, over the fake.
+/// Controller options for tests: two workers, millisecond backoff (so
+/// retries happen within a test), grants enforced, every namespace.
+pub fn options() -> Options {
+    Options {
+        workers: 2,
+        backoff: Backoff {
+            base: Duration::from_millis(5),
+            max: Duration::from_millis(50),
+        },
+        enforce_grants: true,
+        namespace: None,
+    }
+}
+
 pub fn shared(fake: &FakeApi) -> Shared {
     let metrics = Arc::new(Metrics::default());
     let kinds = Arc::new(Kinds::new(fake.client()));

@@ -12,7 +12,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -230,11 +230,6 @@ struct Write {
     answered: Timestamp,
 }
 
-/// The API server's audit log of the cluster the test uses.
-fn audit_log(env: &TestEnv) -> PathBuf {
-    env.kubeconfig_path.parent().unwrap().join("logs/audit.log")
-}
-
 /// Every write by an operon replica in the test's namespace, except to
 /// the Lease (which candidates write by design), in the order answered.
 fn operon_writes(log: &Path, namespace: &str) -> Vec<Write> {
@@ -289,7 +284,7 @@ fn writers_in_turn(writes: &[Write]) -> Vec<&str> {
 /// election order (`leaders`), and none began before the previous
 /// writer's last one was answered.
 fn assert_one_writer_at_a_time(env: &TestEnv, leaders: &[&str]) {
-    let writes = operon_writes(&audit_log(env), &env.namespace);
+    let writes = operon_writes(&common::audit_log(env), &env.namespace);
     assert_eq!(
         writers_in_turn(&writes),
         leaders,

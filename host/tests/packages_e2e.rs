@@ -1,8 +1,8 @@
 //! Plugins as packages, against the real control plane and the real OCI
 //! registries it runs (distribution v3, one open, one behind basic auth):
 //! `operon push`, ClusterReconcilerPlugin and ReconcilerPlugin objects,
-//! revisions, bad artifacts, tenants, pull secrets and a registry that goes
-//! away.
+//! revisions, bad artifacts, pull secrets and a registry that goes away.
+//! Tenants' ReconcilerPlugins have their own file, tenants_e2e.
 //!
 //! Each test's host follows only the plugin objects labelled with its
 //! namespace (`--plugin-selector`), so tests running side by side never
@@ -10,54 +10,31 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use operon_test_support::{TestEnv, controlplane, wait_until};
 use serde_json::{Value, json};
 
 use common::cluster_scoped::ClusterScoped;
 use common::gadgets::{build, converged, create_gadget, gadgets, set_value};
-use common::host::{Host, WAIT, condition, create_memcached, free_port};
-
-const LABEL: &str = "operon.dev/test";
-
-fn registries(env: &TestEnv) -> controlplane::Registries {
-    let state = env.kubeconfig_path.parent().unwrap();
-    controlplane::registries(state).expect("the test registries (operon-controlplane up)")
-}
+use common::host::{WAIT, create_memcached, free_port};
+use common::packages::{
+    LABEL, host, is, push, reason, registries, revision_in_until, revisions_in,
+};
 
 /// A build of the revisions component (see common/gadgets.rs), in a file.
 fn revision_build(env: &TestEnv, label: &str) -> PathBuf {
     let path = common::temp_dir(&format!("builds-{}", env.namespace)).join(format!("{label}.wasm"));
     std::fs::write(&path, build(label)).unwrap();
     path
-}
-
-/// `operon push` over plain HTTP; the digest it prints.
-fn push(component: &Path, reference: &str, extra: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
-        .args(["push", "--plain-http"])
-        .arg(component)
-        .arg(reference)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "operon push {reference}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let digest = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(digest.starts_with("sha256:"), "a digest: {digest}");
-    digest
 }
 
 /// What a careless or hostile publisher could push: any bytes under any
@@ -82,24 +59,6 @@ async fn push_raw(reference: &str, bytes: &[u8], exports: Vec<String>) -> String
         )
         .await
         .unwrap()
-}
-
-/// A host following this test's plugin objects (and no directory's).
-fn host(env: &TestEnv, registry: &str, extra: &[&str]) -> Host {
-    let selector = format!("{LABEL}={}", env.namespace);
-    let mut args = vec![
-        "--plugin-objects",
-        "--plugin-selector",
-        &selector,
-        "--insecure-registry",
-        registry,
-        "--source-poll-s",
-        "1",
-        "--settle-ms",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    Host::start_with(env, &[], &env.kubeconfig_path, &args)
 }
 
 fn plugin_api(env: &TestEnv) -> Api<DynamicObject> {
@@ -168,19 +127,6 @@ async fn revisions(env: &TestEnv) -> Vec<Value> {
     revisions_in(&revision_api(env), &labels).await
 }
 
-async fn revisions_in(api: &Api<DynamicObject>, labels: &str) -> Vec<Value> {
-    let mut items: Vec<Value> = api
-        .list(&ListParams::default().labels(labels))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|r| serde_json::to_value(r).unwrap())
-        .collect();
-    items.sort_by_key(|r| r["spec"]["revision"].as_i64());
-    items
-}
-
 /// Waits until the revision for `digest` satisfies `ok`; returns it.
 async fn revision_until(
     env: &TestEnv,
@@ -190,35 +136,6 @@ async fn revision_until(
 ) -> Value {
     let labels = format!("operon.dev/plugin-object={}", env.namespace);
     revision_in_until(&revision_api(env), &labels, digest, what, ok).await
-}
-
-/// As [`revision_until`] among `api`'s revisions labelled `labels`; on a
-/// timeout the revisions are shown.
-async fn revision_in_until(
-    api: &Api<DynamicObject>,
-    labels: &str,
-    digest: &str,
-    what: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> Value {
-    let found = wait_until(what, WAIT, || async {
-        Ok(revisions_in(api, labels)
-            .await
-            .into_iter()
-            .find(|r| r["spec"]["digest"] == digest && ok(r)))
-    })
-    .await;
-    match found {
-        Ok(v) => v,
-        Err(e) => {
-            let revs = revisions_in(api, labels).await;
-            let shown: Vec<&Value> = revs.iter().map(|r| &r["status"]).collect();
-            panic!(
-                "{e}\nrevisions' status: {}",
-                serde_json::to_string_pretty(&shown).unwrap()
-            )
-        }
-    }
 }
 
 /// Sets the revision named `name` `Active`, as `kubectl patch` would.
@@ -236,20 +153,6 @@ async fn make_active(env: &TestEnv, name: &str) {
 /// Waits until the plugin's active revision is the build `digest`.
 async fn serving(env: &TestEnv, what: &str, digest: &str) -> Value {
     plugin_until(env, what, |p| p["status"]["activeDigest"] == digest).await
-}
-
-fn is(obj: &Value, ty: &str, status: &str) -> bool {
-    condition(obj, ty).is_some_and(|c| c["status"] == status)
-}
-
-fn reason(obj: &Value, ty: &str) -> String {
-    condition(obj, ty).map_or(String::new(), |c| {
-        format!(
-            "{}: {}",
-            c["reason"].as_str().unwrap_or(""),
-            c["message"].as_str().unwrap_or("")
-        )
-    })
 }
 
 /// Waits until every gadget's ConfigMap was made by `revision` from its
@@ -723,222 +626,6 @@ async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
     set_source(&env, &format!("{repo}:signed")).await;
     serving(&env, "the signed build serving", &signed).await;
     still_served_by(&env, &names, "signed", value + 1).await;
-    drop(host);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tenant_plugin_is_confined_to_its_namespace() {
-    let env = TestEnv::new().await;
-    let reg = registries(&env);
-    let team_b = format!("{}-b", env.namespace);
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": team_b}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut admin = ClusterScoped::new(&env);
-    admin
-        .apply(&json!({"apiVersion": "v1", "kind": "ConfigMap",
-                       "metadata": {"name": "elsewhere", "namespace": team_b}, "data": {"k": "v"}}))
-        .await;
-    // The admin installed the Widget kind; the tenant only uses it.
-    let crd: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::root().join("tests/plugins/widgets/crd.json")).unwrap(),
-    )
-    .unwrap();
-    admin.apply(&crd).await;
-    let repo = format!("{}/{}/tenant", reg.open, env.namespace);
-    let reads = push(
-        &common::component("test-plugin-reads"),
-        &format!("{repo}:reads"),
-        &[],
-    );
-    let ships_crd = push(
-        &common::component("test-plugin-escalate"),
-        &format!("{repo}:crd"),
-        &[],
-    );
-
-    let host = host(&env, &reg.open, &[]);
-    host.ready().await;
-    admin
-        .apply(
-            &json!({"apiVersion": "operon.dev/v1alpha1", "kind": "ReconcilerPluginPolicy",
-                       "metadata": {"name": env.namespace},
-                       "spec": {"namespaces": [env.namespace], "maxLimits": {"memoryMib": 32}}}),
-        )
-        .await;
-
-    // The tenant holds only namespaced RBAC on reconcilerplugins.
-    let tenant = format!("tenant-{}", env.namespace);
-    admin
-        .apply(
-            &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "plugins", "namespace": env.namespace},
-            "rules": [{"apiGroups": ["operon.dev"], "resources": ["reconcilerplugins"],
-                       "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]}]}),
-        )
-        .await;
-    admin
-        .apply(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "plugins", "namespace": env.namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "plugins"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": tenant}]}))
-        .await;
-    let mut config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&env.kubeconfig_path).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
-    config.auth_info.impersonate = Some(tenant.clone());
-    let as_tenant = kube::Client::try_from(config).unwrap();
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "operon.dev",
-        "v1alpha1",
-        "ReconcilerPlugin",
-    ));
-    let tenant_plugins: Api<DynamicObject> =
-        Api::namespaced_with(as_tenant.clone(), &env.namespace, &ar);
-    let plugin = |name: &str, image: String, grants: Value| -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "operon.dev/v1alpha1", "kind": "ReconcilerPlugin",
-            "metadata": {"name": name, "namespace": env.namespace, "labels": {LABEL: env.namespace}},
-            "spec": {"source": {"image": image}, "grants": grants}
-        }))
-        .unwrap()
-    };
-    tenant_plugins
-        .create(
-            &PostParams::default(),
-            &plugin(
-                "reads",
-                format!("{repo}:reads"),
-                // More than a tenant gets: every namespace, 256 MiB.
-                json!({"reads": ["v1/ConfigMap"], "readNamespaces": ["*"],
-                       "limits": {"memoryMib": 256}}),
-            ),
-        )
-        .await
-        .expect("a tenant with namespaced RBAC installs its plugin");
-    // Nothing beyond it: the tenant cannot install a cluster-wide plugin.
-    let cluster_wide: Api<DynamicObject> = Api::all_with(
-        as_tenant.clone(),
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "operon.dev",
-            "v1alpha1",
-            "ClusterReconcilerPlugin",
-        )),
-    );
-    let refused = cluster_wide
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(cluster_plugin(&env, json!({"source": {"image": "x"}})))
-                .unwrap(),
-        )
-        .await;
-    assert!(
-        matches!(refused, Err(kube::Error::Api(ref e)) if e.code == 403),
-        "{refused:?}"
-    );
-
-    let revisions: Api<DynamicObject> = Api::namespaced_with(
-        env.client.clone(),
-        &env.namespace,
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "operon.dev",
-            "v1alpha1",
-            "ReconcilerPluginRevision",
-        )),
-    );
-    let compiled = revision_in_until(
-        &revisions,
-        "operon.dev/plugin-object=reads",
-        &reads,
-        "the tenant's revision compiled",
-        |r| is(r, "Compiled", "True"),
-    )
-    .await;
-    let note = reason(&compiled, "Compiled");
-    assert!(
-        note.contains("memory 32 MiB"),
-        "limits clamped by the policy: {note}"
-    );
-
-    // It reconciles in its namespace; reads in team-b are refused.
-    let cms: Api<ConfigMap> = env.api();
-    cms.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({
-        "metadata": {"name": "settings", "labels": {"app": "demo"}}}))
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    common::host::create_widget(&env, "w", json!({"otherNamespace": team_b})).await;
-    let widget = wait_until("the tenant plugin's status on the widget", WAIT, || async {
-        let w = serde_json::to_value(common::host::widget_api(&env).get("w").await?)?;
-        Ok(w["status"]["settingsFound"]
-            .as_bool()
-            .filter(|f| *f)
-            .map(|_| w))
-    })
-    .await
-    .unwrap();
-    let other = widget["status"]["otherNamespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        !other.starts_with("read:"),
-        "a read in {team_b} must be refused: {other}"
-    );
-    // Its Secrets: not without the policy's allowSecrets.
-    let secret = widget["status"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(!secret.starts_with("read:"), "Secrets refused: {secret}");
-
-    // Shipping a CRD: refused for tenants, named on the revision.
-    tenant_plugins
-        .create(
-            &PostParams::default(),
-            &plugin(
-                "crd",
-                format!("{repo}:crd"),
-                json!({"owns": ["v1/ConfigMap", "rbac.authorization.k8s.io/v1/RoleBinding"]}),
-            ),
-        )
-        .await
-        .unwrap();
-    let refused = revision_in_until(
-        &revisions,
-        "operon.dev/plugin-object=crd",
-        &ships_crd,
-        "the CRD-shipping revision refused",
-        |r| is(r, "Compiled", "False"),
-    )
-    .await;
-    let why = reason(&refused, "Compiled");
-    assert!(
-        why.starts_with("NotAllowedForTenants") && why.contains("CRD"),
-        "{why}"
-    );
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &team_b);
-    assert!(
-        secrets
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .all(|s| s.metadata.name.as_deref() != Some("w"))
-    );
-    let _ = namespaces.delete(&team_b, &Default::default()).await;
     drop(host);
 }
 

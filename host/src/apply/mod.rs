@@ -93,6 +93,10 @@ pub struct Checks {
     pub adopt: bool,
     /// The grant's `serviceAccountTokens`.
     pub service_account_tokens: bool,
+    /// A tenant's plugin: patches stay in the parent's namespace (see
+    /// [`validate::WriteGrant::confined`]). A grant check, so the test hook
+    /// lifts it and the API server's RBAC is what refuses.
+    pub confined: bool,
 }
 
 /// Who applies, for which plugin, with what: everything [`apply_outcome`]
@@ -161,13 +165,28 @@ pub async fn apply_outcome(
         &widened
     };
     let mut scopes = std::collections::HashMap::new();
-    for gvk in reg.owns.iter().filter(|g| w.scope(g).is_none()) {
+    // A tenant's patch targets are resolved too: their scope decides.
+    let patched: Vec<Gvk> = match checks.confined {
+        true => outcome
+            .patches
+            .iter()
+            .map(|p| Gvk::from_api_version(&p.target.api_version, &p.target.kind))
+            .collect(),
+        false => Vec::new(),
+    };
+    for gvk in reg
+        .owns
+        .iter()
+        .chain(&patched)
+        .filter(|g| w.scope(g).is_none())
+    {
         scopes.insert(gvk.group_kind(), w.kind_of(gvk).await?.namespaced);
     }
     let scope = |g: &Gvk| w.scope(g).or_else(|| scopes.get(&g.group_kind()).copied());
     let grant = validate::WriteGrant {
         max_children: checks.max_children,
         service_account_tokens: checks.service_account_tokens || !checks.enforce_grants,
+        confined: checks.confined && checks.enforce_grants,
     };
     validate::check(outcome, reg, parent, &grant, &scope)?;
 

@@ -96,6 +96,11 @@ pub struct WriteGrant {
     pub max_children: usize,
     /// May create Secrets of type `kubernetes.io/service-account-token`.
     pub service_account_tokens: bool,
+    /// A tenant's plugin (`ReconcilerPlugin`): its patches, like its
+    /// children, stay in its parent's namespace and never reach a
+    /// cluster-scoped object. A cluster plugin's `patches` grant is the
+    /// admin's consent to patch wherever the kind lives.
+    pub confined: bool,
 }
 
 /// Why an answer is refused whole.
@@ -169,6 +174,15 @@ pub enum PatchRefusal {
     NotJsonPatch(String),
     #[error("the body must be a JSON object")]
     NotObject,
+    #[error(
+        "a ReconcilerPlugin patches only objects in its own namespace {parent}; this one is {}",
+        target.as_deref().map(|ns| format!("in namespace {ns}")).unwrap_or_else(|| "cluster-scoped".into())
+    )]
+    OutsideNamespace {
+        /// The target's namespace; None for a cluster-scoped object.
+        target: Option<String>,
+        parent: String,
+    },
 }
 
 /// Refuses an outcome that must not be applied (see [`Refusal`]).
@@ -218,11 +232,13 @@ pub fn check(
     }
     for (index, p) in outcome.patches.iter().enumerate() {
         let t = &p.target;
-        check_patch(p, reg).map_err(|why| Refusal::Patch {
-            index,
-            target: describe(&t.kind, t.namespace.as_deref(), &t.name),
-            why: Box::new(why),
-        })?;
+        check_patch(p, reg)
+            .and_then(|()| confine_patch(p, grant, parent_ns, scope))
+            .map_err(|why| Refusal::Patch {
+                index,
+                target: describe(&t.kind, t.namespace.as_deref(), &t.name),
+                why: Box::new(why),
+            })?;
     }
     if let Some(status) = &outcome.status
         && !status.is_object()
@@ -292,6 +308,34 @@ fn check_patch(p: &DecodedPatch, reg: &Registration) -> Result<(), PatchRefusal>
             .map_err(|e| PatchRefusal::NotJsonPatch(format!("{e:#}"))),
         PatchType::Merge | PatchType::Apply if !p.body.is_object() => Err(PatchRefusal::NotObject),
         _ => Ok(()),
+    }
+}
+
+/// A tenant's patch: a namespaced object in its parent's namespace. A kind
+/// whose scope is unknown counts as cluster-scoped when the target names no
+/// namespace, and the API server decides otherwise.
+fn confine_patch(
+    p: &DecodedPatch,
+    grant: &WriteGrant,
+    parent_ns: Option<&str>,
+    scope: &dyn Fn(&Gvk) -> Option<bool>,
+) -> Result<(), PatchRefusal> {
+    if !grant.confined {
+        return Ok(());
+    }
+    let t = &p.target;
+    let cluster_scoped = scope(&Gvk::from_api_version(&t.api_version, &t.kind)) == Some(false);
+    let target = if cluster_scoped {
+        None
+    } else {
+        t.namespace.clone()
+    };
+    match (target.as_deref(), parent_ns) {
+        (Some(own), Some(parent)) if own == parent => Ok(()),
+        _ => Err(PatchRefusal::OutsideNamespace {
+            target,
+            parent: parent_ns.unwrap_or_default().to_string(),
+        }),
     }
 }
 
@@ -415,6 +459,7 @@ pub(crate) mod tests {
         let grant = WriteGrant {
             max_children: 3,
             service_account_tokens: false,
+            confined: false,
         };
         check(out, &registration(namespaced), &parent, &grant, &scope).map_err(|e| e.to_string())
     }
@@ -522,6 +567,7 @@ pub(crate) mod tests {
         let mut grant = WriteGrant {
             max_children: 3,
             service_account_tokens: false,
+            confined: false,
         };
         let out = outcome(vec![secret]);
         let err = check(&out, &reg, &parent, &grant, &scope)
@@ -643,5 +689,61 @@ pub(crate) mod tests {
         out.patches.truncate(2);
         out.status = Some(json!([1]));
         assert_eq!(run(&out, true).unwrap_err(), "status must be a JSON object");
+    }
+
+    #[test]
+    fn a_tenants_patches_stay_in_its_namespace() {
+        let patch = |kind: &str, namespace: Option<&str>| DecodedPatch {
+            target: Target {
+                api_version: if kind == "Namespace" {
+                    "v1"
+                } else {
+                    "db.operon.dev/v1"
+                }
+                .into(),
+                kind: kind.into(),
+                namespace: namespace.map(str::to_string),
+                name: "pg".into(),
+            },
+            subresource: None,
+            patch_type: PatchType::Merge,
+            body: json!({"metadata": {"labels": {"a": "b"}}}),
+        };
+        let mut reg = registration(true);
+        reg.capabilities.patches.push(gvk("", "v1", "Namespace"));
+        let parent = json!({"metadata": {"name": "m", "namespace": "demo"}});
+        let tenant = WriteGrant {
+            max_children: 3,
+            service_account_tokens: false,
+            confined: true,
+        };
+        let check_one = |p: DecodedPatch, grant: &WriteGrant| {
+            let mut out = outcome(vec![]);
+            out.patches = vec![p];
+            check(&out, &reg, &parent, grant, &scope).map_err(|e| e.to_string())
+        };
+        check_one(patch("PostgresCluster", Some("demo")), &tenant).unwrap();
+        assert_eq!(
+            check_one(patch("PostgresCluster", Some("team-b")), &tenant).unwrap_err(),
+            "patch #0 (PostgresCluster team-b/pg): a ReconcilerPlugin patches only objects in its \
+             own namespace demo; this one is in namespace team-b"
+        );
+        for namespace in [None, Some("demo")] {
+            assert_eq!(
+                check_one(patch("Namespace", namespace), &tenant).unwrap_err(),
+                format!(
+                    "patch #0 (Namespace {}pg): a ReconcilerPlugin patches only objects in its \
+                     own namespace demo; this one is cluster-scoped",
+                    namespace.map(|n| format!("{n}/")).unwrap_or_default()
+                )
+            );
+        }
+        // A cluster plugin's grant is the admin's consent to patch anywhere.
+        let cluster = WriteGrant {
+            confined: false,
+            ..tenant
+        };
+        check_one(patch("PostgresCluster", Some("team-b")), &cluster).unwrap();
+        check_one(patch("Namespace", None), &cluster).unwrap();
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! A tenant's plugin (`ReconcilerPlugin`) is confined here, once:
 //! - its reads stay in its own namespace, whatever its spec says;
+//! - its patches too, and never reach a cluster-scoped object (checked on
+//!   each answer: `apply::validate::WriteGrant::confined`);
 //! - Secrets (reading or owning) only where a `ReconcilerPluginPolicy`
 //!   allows them for the namespace;
 //! - its limits are the smaller of its own and the policy's;

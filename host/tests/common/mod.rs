@@ -5,6 +5,7 @@
 pub mod cluster_scoped;
 pub mod gadgets;
 pub mod host;
+pub mod packages;
 pub mod suite;
 
 use std::path::PathBuf;
@@ -34,6 +35,12 @@ pub fn component(package: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The API server's audit log of the cluster the test uses (every write by
+/// a client other than the control plane's own components).
+pub fn audit_log(env: &operon_test_support::TestEnv) -> PathBuf {
+    env.kubeconfig_path.parent().unwrap().join("logs/audit.log")
 }
 
 /// A fresh, empty directory under the system temp dir.

@@ -206,6 +206,7 @@ impl Controller {
             enforce_grants: self.options.enforce_grants,
             adopt: grant.adopt,
             service_account_tokens: grant.service_account_tokens,
+            confined: self.options.namespace.is_some(),
         }
     }
 

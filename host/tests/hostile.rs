@@ -148,6 +148,7 @@ fn a_hundred_thousand_children_are_refused_before_anything_is_applied() {
         &operon::apply::validate::WriteGrant {
             max_children: operon::apply::MAX_CHILDREN,
             service_account_tokens: false,
+            confined: false,
         },
         &|_| Some(true),
     )

@@ -5,13 +5,28 @@
 //! plugin, and drives the example client (`host/examples/demo.rs`), which
 //! shows the children and the status converging. Everything it started is
 //! stopped at the end, also on failure.
+//!
+//! `--from-registry [HOST:PORT]` runs the same story as a cluster would:
+//! the builds are pushed to an OCI registry (by default the local control
+//! plane's) and the host follows a `ClusterReconcilerPlugin` instead of a
+//! directory.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
 
 use anyhow::{Context, Result};
 
+use operon_test_support::controlplane as cp;
+
 use crate::{cluster, plugins};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Take the plugin from an OCI registry (plain HTTP) through a
+    /// ClusterReconcilerPlugin; without a value, the local control plane's.
+    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = "")]
+    from_registry: Option<String>,
+}
 
 /// `operon run`, terminated when dropped.
 struct Host(Child);
@@ -25,7 +40,7 @@ impl Drop for Host {
     }
 }
 
-pub fn run() -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     plugins::build_all()?;
     eprintln!("xtask: building operon and the demo client");
     plugins::run(plugins::cargo().args([
@@ -38,7 +53,7 @@ pub fn run() -> Result<()> {
         "demo",
     ]))?;
 
-    let (kubeconfig, _cluster) = match std::env::var_os("KUBECONFIG") {
+    let (kubeconfig, cluster_guard) = match std::env::var_os("KUBECONFIG") {
         Some(k) => {
             eprintln!(
                 "xtask: using the cluster of KUBECONFIG={}",
@@ -55,6 +70,18 @@ pub fn run() -> Result<()> {
         }
     };
 
+    let registry = match args.from_registry.as_deref() {
+        None => None,
+        Some("") => {
+            let Some(guard) = &cluster_guard else {
+                anyhow::bail!(
+                    "--from-registry without an address needs the local control plane; with KUBECONFIG set, name a registry the host reaches"
+                );
+            };
+            Some(cp::registries(guard.state_dir())?.open)
+        }
+        Some(addr) => Some(addr.to_string()),
+    };
     let plugin_dir = plugins::target_dir().join("operon-demo-plugins");
     std::fs::create_dir_all(&plugin_dir)?;
     std::fs::copy(
@@ -63,19 +90,22 @@ pub fn run() -> Result<()> {
     )
     .context("copying the memcached component")?;
     let bin = plugins::target_dir().join("debug");
-    eprintln!(
-        "xtask: operon run --plugins {} (metrics on 127.0.0.1:9090)",
-        plugin_dir.display()
-    );
     let log_path = plugins::target_dir().join("operon-demo.log");
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     eprintln!("xtask: host logs in {}", log_path.display());
+    let mut run = Command::new(bin.join("operon"));
+    match &registry {
+        Some(r) => run.args(["run", "--plugin-objects", "--insecure-registry", r]),
+        None => run.args(["run", "--plugins"]).arg(&plugin_dir),
+    };
+    let shown: Vec<_> = run.get_args().map(|a| a.to_string_lossy()).collect();
+    eprintln!(
+        "xtask: operon {} (metrics on 127.0.0.1:9090)",
+        shown.join(" ")
+    );
     let host = Host(
-        Command::new(bin.join("operon"))
-            .args(["run", "--plugins"])
-            .arg(&plugin_dir)
-            .arg("--kubeconfig")
+        run.arg("--kubeconfig")
             .arg(&kubeconfig)
             .stderr(log)
             .spawn()
@@ -90,7 +120,9 @@ pub fn run() -> Result<()> {
                 "OPERON_DEMO_SWAP_TO",
                 plugins::wasm_path("python-memcached"),
             )
-            .env("OPERON_DEMO_OPERON", bin.join("operon")),
+            .env("OPERON_DEMO_OPERON", bin.join("operon"))
+            .envs(registry.iter().map(|r| ("OPERON_DEMO_REGISTRY", r.clone())))
+            .env("OPERON_DEMO_FIRST", plugins::wasm_path("rust-memcached")),
     );
     drop(host);
     result

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build the example reconciler and run it on its fixtures.
-    Demo,
+    Demo(demo::Args),
     /// Lint, build the components, start a control plane, run every test.
     Test(test::Args),
     /// Run the benchmarks and rewrite BENCHMARKS.md.
@@ -38,7 +38,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(args),
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Build => {

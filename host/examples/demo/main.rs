@@ -6,6 +6,8 @@
 //! The swap step runs when `OPERON_DEMO_PLUGIN_DIR` (the host's plugin
 //! directory), `OPERON_DEMO_SWAP_TO` (the build to put in) and
 //! `OPERON_DEMO_OPERON` (the `operon` binary, for `operon plugins`) are set.
+//! With `OPERON_DEMO_REGISTRY` (and `OPERON_DEMO_FIRST`, the first build)
+//! the plugin comes from that registry instead (see [`registry`]).
 //!
 //! Run by `cargo xtask demo`, which starts the control plane and the host;
 //! by hand: `cargo run -p operon --example demo -- <kubeconfig> [namespace]
@@ -19,6 +21,8 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
 use serde_json::{Value, json};
+
+mod registry;
 
 fn step(text: &str) {
     println!("\n==> {text}");
@@ -104,6 +108,34 @@ async fn active_revision(admin: &str) -> Option<Value> {
         .cloned()
 }
 
+/// Sets the Memcached's `spec.size` and waits until that many are ready.
+async fn scale(parents: &Api<DynamicObject>, name: &str, size: i64) -> anyhow::Result<()> {
+    parents
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": size}})),
+        )
+        .await?;
+    watch_until("scaled", || async {
+        let v = serde_json::to_value(parents.get(name).await?)?;
+        let done = v.pointer("/status/readyReplicas") == Some(&json!(size));
+        Ok((done, describe_status(&v)))
+    })
+    .await
+}
+
+/// The registry mode's settings, when `OPERON_DEMO_REGISTRY` is set.
+fn from_registry() -> Option<registry::FromRegistry> {
+    let var = |name| std::env::var(name).ok();
+    Some(registry::FromRegistry {
+        registry: var("OPERON_DEMO_REGISTRY")?,
+        operon: var("OPERON_DEMO_OPERON")?,
+        first: var("OPERON_DEMO_FIRST")?,
+        second: var("OPERON_DEMO_SWAP_TO")?,
+    })
+}
+
 /// Renames the build over the plugin's file and shows the host take it.
 async fn hot_swap(
     dir: &str,
@@ -133,19 +165,7 @@ async fn hot_swap(
     })
     .await?;
     step("scale to 2: now the Python build reconciles");
-    parents
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"size": 2}})),
-        )
-        .await?;
-    watch_until("scaled", || async {
-        let v = serde_json::to_value(parents.get(name).await?)?;
-        let done = v.pointer("/status/readyReplicas") == Some(&json!(2));
-        Ok((done, describe_status(&v)))
-    })
-    .await?;
+    scale(parents, name, 2).await?;
     step(
         "operon plugins history memcached (rollback would be `operon plugins rollback memcached`)",
     );
@@ -172,6 +192,10 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let client = operon::client(Some(kubeconfig.as_ref())).await?;
+    let from_registry = from_registry();
+    if let Some(r) = &from_registry {
+        r.install(&client).await?;
+    }
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ssa = PatchParams::apply("operon-demo").force();
@@ -243,26 +267,19 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     step("scale to 4: the Deployment follows spec.size");
-    parents
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"size": 4}})),
-        )
-        .await?;
-    watch_until("scaled", || async {
-        let v = serde_json::to_value(parents.get(&name).await?)?;
-        let done = v.pointer("/status/readyReplicas") == Some(&json!(4));
-        Ok((done, describe_status(&v)))
-    })
-    .await?;
+    scale(&parents, &name, 4).await?;
 
-    if let (Ok(dir), Ok(build), Ok(operon)) = (
-        std::env::var("OPERON_DEMO_PLUGIN_DIR"),
-        std::env::var("OPERON_DEMO_SWAP_TO"),
-        std::env::var("OPERON_DEMO_OPERON"),
-    ) {
-        hot_swap(&dir, &build, &operon, &parents, &name).await?;
+    match (&from_registry, std::env::var("OPERON_DEMO_PLUGIN_DIR")) {
+        (Some(r), _) => r.swap(&client, &parents, &name).await?,
+        (None, Ok(dir)) => {
+            if let (Ok(build), Ok(operon)) = (
+                std::env::var("OPERON_DEMO_SWAP_TO"),
+                std::env::var("OPERON_DEMO_OPERON"),
+            ) {
+                hot_swap(&dir, &build, &operon, &parents, &name).await?;
+            }
+        }
+        (None, Err(_)) => {}
     }
 
     step("to look around yourself: `cargo xtask cluster up` keeps a cluster running, then");
@@ -273,6 +290,11 @@ async fn main() -> anyhow::Result<()> {
     println!("    kubectl -n {ns} get memcacheds,deployments,services,pods");
     println!("    kubectl -n {ns} get memcached {name} -o yaml    # status, conditions");
     println!("    kubectl -n {ns} get events                       # what operon recorded");
+    if from_registry.is_some() {
+        println!(
+            "    kubectl get crp,crprev                           # the plugin object, its revisions"
+        );
+    }
 
     step("delete the Memcached: its children are garbage-collected");
     parents.delete(&name, &DeleteParams::background()).await?;
@@ -282,6 +304,9 @@ async fn main() -> anyhow::Result<()> {
         Ok((left == 0, format!("{left} children left")))
     })
     .await?;
+    if let Some(r) = &from_registry {
+        r.uninstall(&client).await?;
+    }
     println!("\ndemo complete");
     Ok(())
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-pub use cache::{CompileCache, Compiled};
+pub use cache::{CacheCounters, CompileCache, Compiled, Rejection};
 pub use limits::Limits;
 pub use output::CapturedOutput;
 pub use state::StoreState;
@@ -160,6 +160,11 @@ impl Engine {
             Some(cache) => cache.load_or_compile(&self.inner.wasmtime, bytes),
             None => Ok(Compiled::fresh(&self.inner.wasmtime, bytes)?),
         }
+    }
+
+    /// What the compile cache did so far (`None`: no cache).
+    pub fn cache_counters(&self) -> Option<Arc<CacheCounters>> {
+        self.inner.cache.as_ref().map(CompileCache::counters)
     }
 
     /// A fresh store for one call, with the limits applied.

@@ -164,6 +164,9 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     let client =
         kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     let metrics = Arc::new(Metrics::default());
+    if let Some(counters) = engine.cache_counters() {
+        metrics.watch_compile_cache(counters);
+    }
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     serve_probes(&options, &metrics, &health, &stop_rx).await?;

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +27,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
+
+use super::cache_metrics::CacheCollector;
+use crate::engine::CacheCounters;
 
 /// Buckets of `controller_runtime_reconcile_time_seconds` (controller-runtime's).
 const RECONCILE_BUCKETS: &[f64] = &[
@@ -387,6 +390,8 @@ pub struct Metrics {
     /// Each plugin's active revision label, so that the series of the one
     /// it replaces can be removed (a family cannot be searched by plugin).
     active: Mutex<HashMap<String, String>>,
+    /// The engine's compile cache counters, rendered last.
+    cache: CacheCollector,
 }
 
 impl Default for Metrics {
@@ -404,7 +409,10 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        let cache = CacheCollector::default();
+        registry.register_collector(Box::new(cache.clone()));
         Metrics {
+            cache,
             reconciles: Reconciles::register(&mut registry),
             calls: Calls::register(&mut registry),
             watches: Watches::register(&mut registry),
@@ -615,6 +623,11 @@ impl Metrics {
 
     /// The whole registry in the Prometheus text format 0.0.4 (what
     /// [`prometheus_text::CONTENT_TYPE`] names).
+    /// Renders the engine's compile cache counters from now on.
+    pub fn watch_compile_cache(&self, counters: Arc<CacheCounters>) {
+        let _ = self.cache.0.set(counters);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         // Writing to a String does not fail, nor do the encoders of these

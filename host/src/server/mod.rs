@@ -16,6 +16,7 @@
 //! every endpoint on both addresses.
 
 pub mod admin;
+pub mod cache_metrics;
 pub mod http;
 pub mod metrics;
 

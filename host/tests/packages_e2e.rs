@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -627,6 +627,106 @@ async fn bad_artifacts_are_named_and_the_active_revision_keeps_serving() {
     serving(&env, "the signed build serving", &signed).await;
     still_served_by(&env, &names, "signed", value + 1).await;
     drop(host);
+}
+
+/// `cosign generate-key-pair` (no password) in `dir`; the public key's PEM.
+fn cosign_key_pair(dir: &Path) -> String {
+    cosign(dir, &["generate-key-pair"]);
+    std::fs::read_to_string(dir.join("cosign.pub")).unwrap()
+}
+
+/// The real cosign CLI (built into the control plane binary), in `dir`.
+fn cosign(dir: &Path, args: &[&str]) {
+    let out = Command::new(controlplane::binary_path().unwrap())
+        .arg("cosign")
+        .args(args)
+        .env("COSIGN_PASSWORD", "")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cosign {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `cosign sign --key` of `repo@digest` as a publisher would, with the key
+/// in `dir` (no transparency log: the test has no Rekor).
+fn cosign_sign(dir: &Path, repo: &str, digest: &str) {
+    let reference = format!("{repo}@{digest}");
+    cosign(
+        dir,
+        &[
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--allow-insecure-registry",
+            "--allow-http-registry",
+            "--yes",
+            &reference,
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signatures_made_by_the_cosign_cli_verify() {
+    let env = TestEnv::new().await;
+    let reg = registries(&env);
+    let repo = format!("{}/{}/gadgets", reg.open, env.namespace);
+    let (ours, theirs) = (
+        common::temp_dir(&format!("cosign-ours-{}", env.namespace)),
+        common::temp_dir(&format!("cosign-theirs-{}", env.namespace)),
+    );
+    let ours_pem = cosign_key_pair(&ours);
+    cosign_key_pair(&theirs);
+    let signed = push(
+        &revision_build(&env, "signed"),
+        &format!("{repo}:signed"),
+        &[],
+    );
+    cosign_sign(&ours, &repo, &signed);
+    let other_key = push(
+        &revision_build(&env, "other"),
+        &format!("{repo}:other"),
+        &[],
+    );
+    cosign_sign(&theirs, &repo, &other_key);
+
+    let host = host(&env, &reg.open, &[]);
+    host.ready().await;
+    let mut admin = ClusterScoped::new(&env);
+    admin
+        .apply(&cluster_plugin(
+            &env,
+            json!({"source": {"image": format!("{repo}:signed")},
+                   "verify": {"publicKey": ours_pem}}),
+        ))
+        .await;
+    let rev = revision_until(&env, &signed, "Verified=True", |r| {
+        is(r, "Verified", "True")
+    })
+    .await;
+    assert!(is(&rev, "Verified", "True"), "{}", reason(&rev, "Verified"));
+    serving(&env, "the cosign-signed build serving", &signed).await;
+    let names = vec!["g".to_string()];
+    create_gadget(&env, "g", 1).await;
+    served_by(&env, &names, "signed").await;
+
+    // Signed by cosign, but with another key: never Active.
+    set_source(&env, &format!("{repo}:other")).await;
+    let rev = revision_until(&env, &other_key, "another key: Verified=False", |r| {
+        is(r, "Verified", "False")
+    })
+    .await;
+    let why = reason(&rev, "Verified");
+    assert!(why.starts_with("InvalidSignature"), "{why}");
+    still_served_by(&env, &names, "signed", 2).await;
+    drop(host);
+    for dir in [ours, theirs] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 /// A registry of the test's own, to stop and start again.

@@ -38,6 +38,7 @@ tools:
   crane ...                    go-containerregistry's crane (images without a daemon)
   helm ...                     Helm 4
   oras ...                     the ORAS CLI (OCI artifacts)
+  cosign ...                   Sigstore's cosign (signing OCI artifacts)
   registry --addr A --root DIR [--htpasswd FILE]   an OCI registry (distribution)
 
 launcher:
@@ -94,6 +95,8 @@ func dispatch(name string, args []string) int {
 		return runHelm(args)
 	case "oras":
 		return runOras(args)
+	case "cosign":
+		return runCosign(args)
 	case "registry", "registry-auth":
 		return runRegistry(args)
 	case "up":

@@ -69,8 +69,9 @@ impl Compiled {
 /// Why a cached artifact was not loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    /// Shorter than its trailer says, or no trailer at all.
-    #[error("truncated (shorter than the artifact it was written as)")]
+    /// Shorter than its trailer says, or no trailer at all (also an
+    /// artifact an older operon wrote unsealed).
+    #[error("truncated, or not sealed (written by an older operon)")]
     Truncated,
     /// The seal does not match: changed bytes, or another artifact.
     #[error("its integrity seal does not match (damaged, or another component's artifact)")]

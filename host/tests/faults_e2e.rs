@@ -1,15 +1,25 @@
-//! Faults of the machine the host runs on, against the real control plane:
-//! what a user sees when the host's own state is damaged, and that the
-//! host keeps serving. (Faults of the cluster — a proxy between host and
-//! API server, restarts, throttling — are issue 19's next step.)
+//! Faults, against the real control plane, with parents changing
+//! throughout: the host's connection to the API server through Toxiproxy
+//! (a black hole longer than every timeout, reset connections, latency with
+//! jitter, a bandwidth squeeze) and the host's own damaged compile cache.
+//! For each: the host stays up, `/readyz` says when its caches are stale,
+//! nothing hot-loops, and after the fault every parent converges with no
+//! lost, duplicated or orphaned child. The time to converge after the
+//! fault ends is printed (`FAULT <name>: ...`) for BENCHMARKS.md; it is
+//! not asserted.
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
+use operon_test_support::toxiproxy::{self, Proxy, Toxiproxy};
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::json;
 
+use common::churn::{Churn, converged};
 use common::host::{Host, WAIT, create_memcached, get, memcached_api, metric};
 
 async fn replicas(env: &TestEnv, name: &str, want: i32) {
@@ -87,4 +97,158 @@ async fn a_damaged_compile_cache_is_refused_at_restart_and_the_plugin_serves() {
     drop(host);
     std::fs::remove_dir_all(cache).unwrap();
     env.cleanup().await.unwrap();
+}
+
+/// A fault of the connection between the host and the API server.
+struct Fault {
+    name: &'static str,
+    /// Toxics: (kind, upstream, attributes).
+    toxics: &'static [(&'static str, bool, &'static str)],
+    /// How long it lasts while the churn goes on.
+    lasts: Duration,
+    /// Whether the host's watches fail (and `/readyz` must say so).
+    stale: bool,
+}
+
+/// The host reaches the API server only through a Toxiproxy proxy, with
+/// short timeouts so that a test need not wait kube's five minutes.
+async fn host_through_proxy(env: &TestEnv) -> (Toxiproxy, Proxy, Host) {
+    let proxy = Toxiproxy::start().unwrap();
+    let upstream = toxiproxy::server_of(&env.kubeconfig_path).unwrap();
+    let api = proxy.proxy("kube-apiserver", &upstream).unwrap();
+    let dir = common::temp_dir(&format!("faults-{}", env.namespace));
+    let kubeconfig =
+        toxiproxy::kubeconfig_through(&env.kubeconfig_path, &api.listen, &dir).unwrap();
+    let timeouts = ["--request-timeout-s", "5", "--watch-timeout-s", "5"];
+    let host = Host::start_with(env, &["rust-memcached"], &kubeconfig, &timeouts);
+    host.ready().await;
+    (proxy, api, host)
+}
+
+async fn readyz(host: &Host) -> (u16, String) {
+    get(&host.health, "/readyz")
+        .await
+        .unwrap_or((0, String::new()))
+}
+
+async fn watch_errors(host: &Host) -> f64 {
+    let (_, text) = get(&host.metrics, "/metrics").await.unwrap();
+    metric(&text, "operon_watch_errors_total", &[])
+}
+
+/// Runs `fault` under churn and checks what the module docs promise.
+async fn survives(fault: Fault) {
+    let env = TestEnv::new().await;
+    let (proxy, api, mut host) = host_through_proxy(&env).await;
+    let names: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
+    for name in &names {
+        create_memcached(&env, name, 1).await;
+    }
+    converged(&env, "before the fault").await;
+    let churn = Churn::start(&env, Arc::new(Mutex::new(names)), fault.name);
+    churn.rounds(5).await;
+
+    let errors_before = watch_errors(&host).await;
+    for (i, (kind, upstream, attributes)) in fault.toxics.iter().enumerate() {
+        proxy
+            .add(&api, &format!("t{i}"), kind, *upstream, attributes)
+            .unwrap();
+    }
+    let began = Instant::now();
+    let mut said_stale = None;
+    while began.elapsed() < fault.lasts {
+        let (code, body) = readyz(&host).await;
+        if code == 503 && body.contains("watches failing") && said_stale.is_none() {
+            said_stale = Some(began.elapsed());
+        }
+        assert!(
+            host.child.try_wait().unwrap().is_none(),
+            "the host stays up"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for i in 0..fault.toxics.len() {
+        proxy.remove(&api, &format!("t{i}")).unwrap();
+    }
+    let ended = Instant::now();
+    churn.stop().await;
+    converged(&env, &format!("after {}", fault.name)).await;
+    let converge = ended.elapsed();
+    wait_until("/readyz 200 again", WAIT, || async {
+        Ok((readyz(&host).await.0 == 200).then_some(()))
+    })
+    .await
+    .unwrap();
+    let errors = watch_errors(&host).await - errors_before;
+    eprintln!(
+        "FAULT {}: lasted {:?}; /readyz said stale after {:?}; watch errors {errors}; converged {:.1} s after it ended",
+        fault.name,
+        fault.lasts,
+        said_stale,
+        converge.as_secs_f64()
+    );
+    if fault.stale {
+        assert!(
+            said_stale.is_some(),
+            "/readyz told that the caches were stale"
+        );
+    }
+    // Retried with backoff: a handful per kind, not a loop.
+    let kinds = 3.0;
+    let bound = kinds * (fault.lasts.as_secs_f64() / 2.0 + 5.0);
+    assert!(
+        errors <= bound,
+        "{errors} watch errors in {:?} (bound {bound})",
+        fault.lasts
+    );
+    assert!(host.child.try_wait().unwrap().is_none());
+    host.terminate();
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_black_hole_longer_than_every_timeout() {
+    survives(Fault {
+        name: "black-hole",
+        toxics: &[
+            ("timeout", false, r#"{"timeout": 0}"#),
+            ("timeout", true, r#"{"timeout": 0}"#),
+        ],
+        lasts: Duration::from_secs(30),
+        stale: true,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_reset_by_peer() {
+    survives(Fault {
+        name: "reset-peer",
+        toxics: &[("reset_peer", false, r#"{"timeout": 0}"#)],
+        lasts: Duration::from_secs(20),
+        stale: true,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn latency_of_half_a_second_with_jitter() {
+    survives(Fault {
+        name: "latency",
+        toxics: &[("latency", false, r#"{"latency": 500, "jitter": 250}"#)],
+        lasts: Duration::from_secs(20),
+        stale: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bandwidth_squeeze() {
+    survives(Fault {
+        name: "bandwidth",
+        toxics: &[("bandwidth", false, r#"{"rate": 16}"#)],
+        lasts: Duration::from_secs(20),
+        stale: false,
+    })
+    .await;
 }

@@ -11,20 +11,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::Api;
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
-use common::host::{Host, WAIT, create_memcached, get, memcached_api, metric};
+use common::churn::{Churn, converged};
+use common::host::{Host, WAIT, create_memcached, get, metric};
 
 const LEASE: &str = "operon";
 
@@ -82,143 +80,6 @@ async fn leads(host: &Host, who: &str) {
 async fn holder(env: &TestEnv) -> Option<String> {
     let leases: Api<Lease> = env.api();
     leases.get(LEASE).await.unwrap().spec?.holder_identity
-}
-
-/// Changes the parents' sizes (and adds parents named `<prefix>-<n>`)
-/// until told to stop.
-fn churn(env: &TestEnv, names: Arc<std::sync::Mutex<Vec<String>>>, prefix: &str) -> Churn {
-    let stop = Arc::new(AtomicBool::new(false));
-    let rounds = Arc::new(AtomicU64::new(0));
-    let (api, flag, count, ns, prefix) = (
-        memcached_api(env),
-        stop.clone(),
-        rounds.clone(),
-        env.namespace.clone(),
-        prefix.to_string(),
-    );
-    let task = tokio::spawn(async move {
-        let mut round = 0u64;
-        while !flag.load(Ordering::SeqCst) {
-            round += 1;
-            let current: Vec<String> = names.lock().unwrap().clone();
-            for (i, name) in current.iter().enumerate() {
-                let size = (round + i as u64) % 3 + 1;
-                let patch = Patch::Merge(json!({"spec": {"size": size}}));
-                api.patch(name, &PatchParams::default(), &patch)
-                    .await
-                    .unwrap();
-            }
-            if round.is_multiple_of(5) {
-                let name = format!("{prefix}-{round}");
-                let parent: kube::api::DynamicObject = serde_json::from_value(json!({
-                    "apiVersion": "cache.operon.dev/v1alpha1", "kind": "Memcached",
-                    "metadata": {"name": name, "namespace": ns}, "spec": {"size": 1}
-                }))
-                .unwrap();
-                api.create(&Default::default(), &parent).await.unwrap();
-                names.lock().unwrap().push(name);
-            }
-            count.store(round, Ordering::SeqCst);
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    });
-    Churn { stop, rounds, task }
-}
-
-struct Churn {
-    stop: Arc<AtomicBool>,
-    rounds: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Churn {
-    /// Waits until `n` more rounds of changes were made.
-    async fn rounds(&self, n: u64) {
-        let from = self.rounds.load(Ordering::SeqCst);
-        wait_until("the churn to go on", WAIT, || async {
-            Ok((self.rounds.load(Ordering::SeqCst) >= from + n).then_some(()))
-        })
-        .await
-        .unwrap();
-    }
-
-    async fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.unwrap();
-    }
-}
-
-/// Waits until every parent is reconciled at its generation with its
-/// Deployment at its size, then checks there is exactly one Deployment and
-/// one Service per parent, each owned by that parent (same uid).
-async fn converged(env: &TestEnv, what: &str) {
-    let parents = memcached_api(env);
-    let deployments: Api<Deployment> = env.api();
-    let services: Api<Service> = env.api();
-    wait_until(
-        &format!("every parent converged ({what})"),
-        WAIT,
-        || async {
-            for p in parents.list(&Default::default()).await?.items {
-                let v = serde_json::to_value(&p)?;
-                let name = p.metadata.name.clone().unwrap();
-                let Some(d) = deployments.get_opt(&name).await? else {
-                    return Ok(None);
-                };
-                let size = v.pointer("/spec/size").and_then(Value::as_i64);
-                let at_generation =
-                    v.pointer("/status/observedGeneration") == v.pointer("/metadata/generation");
-                let replicas = d.spec.and_then(|s| s.replicas).map(i64::from);
-                if !at_generation || replicas != size {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        },
-    )
-    .await
-    .unwrap();
-    let uids: BTreeMap<String, String> = parents
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| (p.metadata.name.unwrap(), p.metadata.uid.unwrap()))
-        .collect();
-    let labelled = kube::api::ListParams::default().labels("operon.dev/plugin=memcached");
-    let children: Vec<ObjectMeta> = deployments
-        .list(&labelled)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|d| d.metadata)
-        .chain(
-            services
-                .list(&labelled)
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|s| s.metadata),
-        )
-        .collect();
-    assert_eq!(
-        children.len(),
-        2 * uids.len(),
-        "one Deployment and one Service per parent, no duplicate ({what})"
-    );
-    for child in &children {
-        let owners = child.owner_references.as_deref().unwrap_or_default();
-        let name = child.name.as_deref().unwrap();
-        assert_eq!(owners.len(), 1, "{name}: exactly one owner ({what})");
-        assert_eq!(
-            uids.get(&owners[0].name),
-            Some(&owners[0].uid),
-            "{name}: owned by a parent that exists, no orphan ({what})"
-        );
-    }
 }
 
 /// One write the API server audited: who (the replica's identity), what,
@@ -333,7 +194,7 @@ async fn one_writer_at_a_time_through_a_failover_and_a_handover() {
 
     // Failover: the leader dies mid-churn, without a chance to release.
     let names = Arc::new(std::sync::Mutex::new(names));
-    let load = churn(&env, names.clone(), "failover");
+    let load = Churn::start(&env, names.clone(), "failover");
     load.rounds(3).await;
     a.child.kill().unwrap(); // SIGKILL
     a.child.wait().unwrap();
@@ -351,7 +212,7 @@ async fn one_writer_at_a_time_through_a_failover_and_a_handover() {
         0.0,
         "the new standby reconciles nothing"
     );
-    let load = churn(&env, names.clone(), "handover");
+    let load = Churn::start(&env, names.clone(), "handover");
     load.rounds(2).await;
     let status = b.terminate();
     assert!(status.success(), "b drains and exits cleanly: {status}");

@@ -2,7 +2,8 @@
 // control plane for operon's tests and demo: etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler and kwok (fake nodes), plus a small
 // launcher (up/down/status/env) that wires them together on loopback, and
-// the tools operon's packaging tests use: crane, helm, oras and an OCI registry.
+// the tools operon's tests use: crane, helm, oras, cosign, an OCI registry and
+// toxiproxy.
 //
 // The component is chosen by argv[0] (symlink named like the component) or by
 // the first argument: `operon-controlplane kube-apiserver --flags...`.
@@ -39,6 +40,7 @@ tools:
   helm ...                     Helm 4
   oras ...                     the ORAS CLI (OCI artifacts)
   cosign ...                   Sigstore's cosign (signing OCI artifacts)
+  toxiproxy -port P            Shopify's TCP fault proxy, driven over its HTTP API
   registry --addr A --root DIR [--htpasswd FILE]   an OCI registry (distribution)
 
 launcher:
@@ -97,6 +99,8 @@ func dispatch(name string, args []string) int {
 		return runOras(args)
 	case "cosign":
 		return runCosign(args)
+	case "toxiproxy":
+		return runToxiproxy(args)
 	case "registry", "registry-auth":
 		return runRegistry(args)
 	case "up":

@@ -88,6 +88,16 @@ pub struct Args {
     /// removed components, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub watch_interval_ms: u64,
+    /// How long a request to the API server may wait for an answer (and a
+    /// connection to be made) before the host gives up on the connection
+    /// and retries, in seconds. kube sets none: a request over a silently
+    /// dead connection would wait forever.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub request_timeout_s: u64,
+    /// Server-side timeout of each watch request, in seconds; a watch
+    /// silent for longer (plus 5 s) is taken for dead and reconnected.
+    #[arg(long, value_name = "S", default_value_t = 290)]
+    pub watch_timeout_s: u32,
     /// How long a component that fails to load must stay unchanged before
     /// it is rejected (a copy still in progress gets this long), in
     /// milliseconds.
@@ -246,6 +256,10 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
         },
         leader_election: args.leader.election(&identity)?,
         identity,
+        api: runtime::ApiTimeouts {
+            request: Duration::from_secs(args.request_timeout_s.max(1)),
+            watch_s: args.watch_timeout_s.max(1),
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,7 +6,7 @@
 //! subscribed to the kind, which map it to the parents it concerns.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
@@ -40,6 +40,9 @@ pub struct KindWatch {
     store: Store<DynamicObject>,
     changes: broadcast::Sender<Change>,
     synced: watch::Receiver<bool>,
+    /// Whether the last list or watch request failed (and no event came
+    /// since): the store is stale.
+    failing: Arc<AtomicBool>,
     users: AtomicUsize,
     task: tokio::task::JoinHandle<()>,
 }
@@ -54,6 +57,11 @@ impl KindWatch {
     pub async fn wait_synced(&self) {
         let mut synced = self.synced.clone();
         let _ = synced.wait_for(|s| *s).await;
+    }
+
+    /// The store may be stale: its last list or watch request failed.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     pub fn is_synced(&self) -> bool {
@@ -100,12 +108,35 @@ impl KindWatch {
     }
 }
 
+/// How the caches watch: the client (no request timeout: a watch is a
+/// long request) and the server-side timeout of each watch request, which
+/// also bounds how long a silent connection is trusted (kube's watcher
+/// reconnects after that plus a margin).
+#[derive(Clone)]
+pub struct Watching {
+    pub client: Option<kube::Client>,
+    pub timeout_s: u32,
+}
+
+impl Default for Watching {
+    fn default() -> Self {
+        Watching {
+            client: None,
+            timeout_s: DEFAULT_WATCH_TIMEOUT_S,
+        }
+    }
+}
+
+/// kube's (and client-go's) default server-side watch timeout.
+pub const DEFAULT_WATCH_TIMEOUT_S: u32 = 290;
+
 /// All watches of the host.
 pub struct Caches {
     kinds: Arc<Kinds>,
     namespace: Option<String>,
     watches: Mutex<HashMap<GroupKind, Arc<KindWatch>>>,
     metrics: Arc<Metrics>,
+    watching: Watching,
 }
 
 impl Caches {
@@ -116,7 +147,27 @@ impl Caches {
             namespace,
             watches: Mutex::default(),
             metrics,
+            watching: Watching::default(),
         }
+    }
+
+    /// Watches through `watching.client` (else the kinds' client) with its
+    /// timeout.
+    pub fn watching(mut self, watching: Watching) -> Caches {
+        self.watching = watching;
+        self
+    }
+
+    /// The kinds whose watch is failing (their stores may be stale).
+    pub fn failing(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self
+            .lock()
+            .values()
+            .filter(|w| w.is_failing())
+            .map(|w| w.kind.gvk.to_string())
+            .collect();
+        kinds.sort();
+        kinds
     }
 
     pub fn kinds(&self) -> &Arc<Kinds> {
@@ -176,7 +227,14 @@ impl Caches {
     }
 
     fn open(&self, kind: Resolved) -> KindWatch {
-        let api = self.kinds.api(&kind, self.namespace.as_deref());
+        let client = self.watching.client.as_ref().unwrap_or(self.kinds.client());
+        let api = self
+            .kinds
+            .with_client(client.clone())
+            .api(&kind, self.namespace.as_deref());
+        let config = watcher::Config::default().timeout(self.watching.timeout_s);
+        let failing = Arc::new(AtomicBool::new(false));
+        let failed = failing.clone();
         let mut writer = reflector::store::Writer::<DynamicObject>::new(kind.resource.clone());
         let store = writer.as_reader();
         let (changes, _) = broadcast::channel(4096);
@@ -185,17 +243,20 @@ impl Caches {
         let metrics = self.metrics.clone();
         let label = kind.gvk.to_string();
         let task = tokio::spawn(async move {
-            let mut stream = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
+            let mut stream = watcher(api, config).default_backoff().boxed();
             while let Some(event) = stream.next().await {
                 let event = match event {
                     Ok(e) => e,
                     Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        metrics.watch_errors_total(&label);
                         tracing::warn!(kind = %label, error = %e, "watch failed; retrying with backoff");
                         continue;
                     }
                 };
+                if failed.swap(false, Ordering::Relaxed) {
+                    tracing::info!(kind = %label, "watch recovered");
+                }
                 writer.apply_watcher_event(&event);
                 metrics.watch_events_total(&label);
                 let change = match event {
@@ -218,6 +279,7 @@ impl Caches {
             store,
             changes,
             synced,
+            failing,
             users: AtomicUsize::new(1),
             task,
         }

@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use tokio::sync::{Semaphore, watch};
 
 pub use crate::plugin::revisions::RollbackPolicy;
-pub use cache::Caches;
+pub use cache::{Caches, Watching};
 pub use controller::{Options, Shared};
 pub use identity::Identity;
 pub use queue::Backoff;
@@ -63,6 +63,54 @@ pub struct RunOptions {
     /// `--leader-elect`: the Lease and its timings (an empty namespace is
     /// the host's own: `OPERON_POD_NAMESPACE`, else the client's default).
     pub leader_election: Option<leader::ElectionOptions>,
+    /// How long the host trusts a silent connection to the API server.
+    pub api: ApiTimeouts,
+}
+
+/// How long a request or a watch may go without an answer before the host
+/// gives up on its connection. kube sets no read timeout: a request sent
+/// over a connection that died silently (a black hole, a NAT that forgot
+/// it) would wait forever, and a reconcile with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiTimeouts {
+    /// Requests (reads, applies, patches, status, events, discovery):
+    /// connect and read timeout, counted from the last byte written.
+    pub request: Duration,
+    /// Watches: the server-side timeout of each watch request; a watch
+    /// silent for longer (plus kube's 5 s margin) is reconnected. Its list
+    /// and watch requests get a read timeout of this plus 30 s.
+    pub watch_s: u32,
+}
+
+impl Default for ApiTimeouts {
+    fn default() -> Self {
+        ApiTimeouts {
+            request: Duration::from_secs(30),
+            watch_s: cache::DEFAULT_WATCH_TIMEOUT_S,
+        }
+    }
+}
+
+impl ApiTimeouts {
+    /// The configuration of request clients: `base` with the timeouts.
+    fn requests(&self, base: &kube::Config) -> kube::Config {
+        let mut config = base.clone();
+        config.connect_timeout = Some(self.request);
+        config.read_timeout = Some(self.request);
+        config.write_timeout = Some(self.request);
+        // The timeout counts from the request, not from when its pooled
+        // connection went idle.
+        config.reset_reader_on_write = true;
+        config
+    }
+
+    /// The configuration of the caches' watch client.
+    fn watches(&self, base: &kube::Config) -> kube::Config {
+        let mut config = base.clone();
+        config.connect_timeout = Some(self.request);
+        config.read_timeout = Some(Duration::from_secs(u64::from(self.watch_s) + 30));
+        config
+    }
 }
 
 /// How plugins declared as objects are fetched.
@@ -163,6 +211,15 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     set_user_agent(&mut config, &options.identity)?;
     let client =
         kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
+    let config = options.api.requests(&config);
+    let requests = kube::Client::try_from(config.clone()).context("building the request client")?;
+    let watching = Watching {
+        client: Some(
+            kube::Client::try_from(options.api.watches(&config))
+                .context("building the watch client")?,
+        ),
+        timeout_s: options.api.watch_s,
+    };
     let metrics = Arc::new(Metrics::default());
     if let Some(counters) = engine.cache_counters() {
         metrics.watch_compile_cache(counters);
@@ -171,12 +228,11 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     serve_probes(&options, &metrics, &health, &stop_rx).await?;
 
-    let kinds = Arc::new(Kinds::new(client.clone()));
-    let caches = Arc::new(Caches::new(
-        kinds,
-        options.namespace.clone(),
-        metrics.clone(),
-    ));
+    let kinds = Arc::new(Kinds::new(requests));
+    let caches =
+        Arc::new(Caches::new(kinds, options.namespace.clone(), metrics.clone()).watching(watching));
+    let stale = caches.clone();
+    health.watch_staleness(move || stale.failing());
     let elector = match &options.leader_election {
         Some(election) => Some(elector(election, &config, &client, &metrics)?),
         None => None,

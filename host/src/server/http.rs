@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use super::admin::{self, Admin, AdminRequest};
-use super::{Health, Metrics};
+use super::{Health, Metrics, Readiness};
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -103,7 +103,21 @@ impl Routes {
         }
         match (path, &self.health, &self.metrics) {
             ("/healthz", Some(h), _) if h.is_live() => text(StatusCode::OK, "ok"),
-            ("/readyz", Some(h), _) if h.is_ready() => text(StatusCode::OK, "ok"),
+            ("/readyz", Some(h), _) => match h.readiness() {
+                Readiness::Ready => text(StatusCode::OK, "ok"),
+                Readiness::NotSynced => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: caches not synced",
+                ),
+                Readiness::Stale(kinds) => response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    format!(
+                        "not ready: watches failing, caches stale: {}",
+                        kinds.join(", ")
+                    ),
+                ),
+            },
             ("/readyz", ..) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: caches not synced",

@@ -272,6 +272,7 @@ impl Calls {
 struct Watches {
     open: Family<KindLabels, Gauge>,
     events: Family<KindLabels, Counter>,
+    errors: Family<KindLabels, Counter>,
 }
 
 impl Watches {
@@ -287,6 +288,12 @@ impl Watches {
                 r,
                 "operon_watch_events",
                 "Total number of watch events received per kind",
+                Family::default(),
+            ),
+            errors: register(
+                r,
+                "operon_watch_errors",
+                "Failed list or watch requests per kind (each retried with backoff; the cache is stale until one succeeds)",
                 Family::default(),
             ),
         }
@@ -603,6 +610,11 @@ impl Metrics {
     pub fn watch_events_total(&self, kind: &str) {
         let labels = KindLabels { kind: kind.into() };
         self.watches.events.get_or_create(&labels).inc();
+    }
+
+    pub fn watch_errors_total(&self, kind: &str) {
+        let labels = KindLabels { kind: kind.into() };
+        self.watches.errors.get_or_create(&labels).inc();
     }
 
     /// Whether this replica holds the lease `name` (1) or stands by (0).

@@ -34,9 +34,30 @@ pub use http::Routes;
 pub use metrics::Metrics;
 
 /// Liveness and readiness, as the probes see them.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Health {
     ready: AtomicBool,
+    /// What is stale right now (failing watches), asked at each probe.
+    stale: std::sync::OnceLock<Box<dyn Fn() -> Vec<String> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Caches not synced yet, or the host is shutting down.
+    NotSynced,
+    /// Synced once, but these kinds' watches are failing: reads and
+    /// reconciles see a stale cache until they recover.
+    Stale(Vec<String>),
 }
 
 impl Health {
@@ -52,8 +73,23 @@ impl Health {
         self.ready.store(ready, Ordering::Release);
     }
 
+    /// Tells readiness what is stale (the runtime's failing watches).
+    pub fn watch_staleness(&self, stale: impl Fn() -> Vec<String> + Send + Sync + 'static) {
+        let _ = self.stale.set(Box::new(stale));
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.readiness() == Readiness::Ready
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        if !self.ready.load(Ordering::Acquire) {
+            return Readiness::NotSynced;
+        }
+        match self.stale.get().map(|f| f()).unwrap_or_default() {
+            stale if stale.is_empty() => Readiness::Ready,
+            stale => Readiness::Stale(stale),
+        }
     }
 }
 
@@ -162,6 +198,24 @@ mod tests {
         assert_eq!(get(addr, "/readyz?verbose=1").await.2, "ok");
         health.set_ready(false);
         assert_eq!(get(addr, "/readyz").await.0, 503);
+        // Synced once, then a watch fails: not ready, and it says which.
+        let failing = Arc::new(std::sync::Mutex::new(vec![
+            "apps/v1/Deployment".to_string(),
+        ]));
+        let seen = failing.clone();
+        health.watch_staleness(move || seen.lock().unwrap().clone());
+        health.set_ready(true);
+        let (status, _, body) = get(addr, "/readyz").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                503,
+                "not ready: watches failing, caches stale: apps/v1/Deployment"
+            )
+        );
+        failing.lock().unwrap().clear();
+        assert_eq!(get(addr, "/readyz").await.0, 200);
+        health.set_ready(false);
 
         metrics.reconcile_total("pg", "success");
         let (status, head, body) = get(addr, "/metrics").await;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod churn;
 pub mod cluster_scoped;
 pub mod gadgets;
 pub mod host;

@@ -22,6 +22,7 @@
 
 pub mod controlplane;
 pub mod image;
+pub mod toxiproxy;
 
 #[cfg(feature = "client")]
 mod env;

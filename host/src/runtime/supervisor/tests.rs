@@ -87,6 +87,7 @@ fn options(dir: &Path) -> RunOptions {
         // Long: the old revision's reconciles must be let finish.
         grace: Duration::from_secs(120),
         impersonate: None,
+        api: Default::default(),
         swap: SwapOptions {
             watch_interval: Duration::from_millis(20),
             settle: Duration::from_millis(200),

@@ -1,12 +1,14 @@
 //! Faults, against the real control plane, with parents changing
 //! throughout: the host's connection to the API server through Toxiproxy
 //! (a black hole longer than every timeout, reset connections, latency with
-//! jitter, a bandwidth squeeze) and the host's own damaged compile cache.
+//! jitter, a bandwidth squeeze), connections that die silently (the
+//! tests' relay: Toxiproxy cannot leave a connection dead without telling
+//! one side) and the host's own damaged compile cache.
 //! For each: the host stays up, `/readyz` says when its caches are stale,
 //! nothing hot-loops, and after the fault every parent converges with no
 //! lost, duplicated or orphaned child. The time to converge after the
-//! fault ends is printed (`FAULT <name>: ...`) for BENCHMARKS.md; it is
-//! not asserted.
+//! fault ends is printed (`FAULT <name> ...`) for `cargo xtask bench
+//! --only faults`; it is not asserted.
 
 mod common;
 
@@ -21,6 +23,7 @@ use serde_json::json;
 
 use common::churn::{Churn, converged};
 use common::host::{Host, WAIT, create_memcached, get, memcached_api, metric};
+use common::relay::Relay;
 
 async fn replicas(env: &TestEnv, name: &str, want: i32) {
     let deployments: Api<Deployment> = env.api();
@@ -180,11 +183,12 @@ async fn survives(fault: Fault) {
     .await
     .unwrap();
     let errors = watch_errors(&host).await - errors_before;
+    // One line per fault, read by `cargo xtask bench --only faults`.
+    let stale_after = said_stale.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64()));
     eprintln!(
-        "FAULT {}: lasted {:?}; /readyz said stale after {:?}; watch errors {errors}; converged {:.1} s after it ended",
+        "FAULT {} lasted_s={} stale_after_s={stale_after} watch_errors={errors:.0} converged_s={:.1}",
         fault.name,
-        fault.lasts,
-        said_stale,
+        fault.lasts.as_secs(),
         converge.as_secs_f64()
     );
     if fault.stale {
@@ -210,10 +214,11 @@ async fn survives(fault: Fault) {
 async fn a_black_hole_longer_than_every_timeout() {
     survives(Fault {
         name: "black-hole",
-        toxics: &[
-            ("timeout", false, r#"{"timeout": 0}"#),
-            ("timeout", true, r#"{"timeout": 0}"#),
-        ],
+        // The API server's answers vanish; requests still arrive. When it
+        // ends, a request whose answer was lost waits on an idle
+        // connection that nothing will ever close: only a read timeout
+        // frees it (kube sets none).
+        toxics: &[("timeout", false, r#"{"timeout": 0}"#)],
         lasts: Duration::from_secs(30),
         stale: true,
     })
@@ -251,4 +256,43 @@ async fn a_bandwidth_squeeze() {
         stale: false,
     })
     .await;
+}
+
+/// Every open connection of the host goes silent for good (a NAT that
+/// forgot them): no close, no reset, nothing. Only the host's own timeouts
+/// can notice; new connections work, so it must converge on them.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_die_silently_are_given_up() {
+    let env = TestEnv::new().await;
+    let upstream = toxiproxy::server_of(&env.kubeconfig_path).unwrap();
+    let relay = Relay::start(&upstream).await;
+    let dir = common::temp_dir(&format!("silent-{}", env.namespace));
+    let kubeconfig =
+        toxiproxy::kubeconfig_through(&env.kubeconfig_path, &relay.listen, &dir).unwrap();
+    let timeouts = ["--request-timeout-s", "5", "--watch-timeout-s", "5"];
+    let mut host = Host::start_with(&env, &["rust-memcached"], &kubeconfig, &timeouts);
+    host.ready().await;
+    let names: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
+    for name in &names {
+        create_memcached(&env, name, 1).await;
+    }
+    converged(&env, "before").await;
+    let churn = Churn::start(&env, Arc::new(Mutex::new(names)), "silent");
+    churn.rounds(5).await;
+    relay.freeze_open_connections();
+    let frozen = Instant::now();
+    churn.rounds(20).await;
+    churn.stop().await;
+    converged(&env, "after the connections died").await;
+    eprintln!(
+        "FAULT silent-death lasted_s=inf stale_after_s=- watch_errors={:.0} converged_s={:.1}",
+        watch_errors(&host).await,
+        frozen.elapsed().as_secs_f64()
+    );
+    assert!(
+        host.child.try_wait().unwrap().is_none(),
+        "the host stays up"
+    );
+    host.terminate();
+    env.cleanup().await.unwrap();
 }

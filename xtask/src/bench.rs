@@ -20,6 +20,7 @@
 mod cluster;
 mod controllers;
 mod e2e;
+mod faults;
 mod idle;
 mod leader;
 mod memory;
@@ -58,6 +59,7 @@ pub enum Only {
     Swap,
     Packages,
     Leader,
+    Faults,
 }
 
 /// A section run on private control planes.
@@ -221,7 +223,7 @@ pub fn run(args: Args) -> Result<()> {
         .context("starting the tokio runtime")?;
     // A cluster section that fails (a timeout on a loaded machine, say) is
     // reported in its place; the figures of the others are not thrown away.
-    let cluster_sections: [(Only, &str, ClusterSection); 6] = [
+    let cluster_sections: [(Only, &str, ClusterSection); 7] = [
         (Only::E2e, "End to end", |s| Box::pin(e2e::section(s))),
         (Only::Memory, "Memory", |s| Box::pin(memory::section(s))),
         (Only::Idle, "Steady state", |s| Box::pin(idle::section(s))),
@@ -237,6 +239,11 @@ pub fn run(args: Args) -> Result<()> {
             Only::Leader,
             "Leader election: handover and failover",
             |s| Box::pin(leader::section(s)),
+        ),
+        (
+            Only::Faults,
+            "Faults: the connection to the API server",
+            |s| Box::pin(faults::section(s)),
         ),
     ];
     for (only, title, section) in cluster_sections {

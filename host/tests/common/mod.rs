@@ -7,6 +7,7 @@ pub mod cluster_scoped;
 pub mod gadgets;
 pub mod host;
 pub mod packages;
+pub mod relay;
 pub mod suite;
 
 use std::path::PathBuf;

@@ -12,6 +12,7 @@ pub(crate) mod bounded;
 pub mod cli;
 pub mod contract;
 pub mod engine;
+pub mod fuzzing;
 pub(crate) mod kinds;
 pub mod oci;
 pub(crate) mod packages;

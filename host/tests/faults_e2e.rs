@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use operon_test_support::toxiproxy::{self, Proxy, Toxiproxy};
+use operon_test_support::toxiproxy::{self, Toxiproxy};
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::json;
 
@@ -113,19 +113,27 @@ struct Fault {
     stale: bool,
 }
 
-/// The host reaches the API server only through a Toxiproxy proxy, with
-/// short timeouts so that a test need not wait kube's five minutes.
-async fn host_through_proxy(env: &TestEnv) -> (Toxiproxy, Proxy, Host) {
-    let proxy = Toxiproxy::start().unwrap();
-    let upstream = toxiproxy::server_of(&env.kubeconfig_path).unwrap();
-    let api = proxy.proxy("kube-apiserver", &upstream).unwrap();
+/// A host that reaches the API server only through `listen` (a proxy),
+/// with short timeouts so that a test need not wait kube's five minutes.
+async fn host_through(env: &TestEnv, listen: &str) -> Host {
     let dir = common::temp_dir(&format!("faults-{}", env.namespace));
-    let kubeconfig =
-        toxiproxy::kubeconfig_through(&env.kubeconfig_path, &api.listen, &dir).unwrap();
+    let kubeconfig = toxiproxy::kubeconfig_through(&env.kubeconfig_path, listen, &dir).unwrap();
     let timeouts = ["--request-timeout-s", "5", "--watch-timeout-s", "5"];
     let host = Host::start_with(env, &["rust-memcached"], &kubeconfig, &timeouts);
     host.ready().await;
-    (proxy, api, host)
+    host
+}
+
+/// Four converged parents, then churn named `prefix` under way.
+async fn parents_under_churn(env: &TestEnv, prefix: &str) -> Churn {
+    let names: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
+    for name in &names {
+        create_memcached(env, name, 1).await;
+    }
+    converged(env, "before the fault").await;
+    let churn = Churn::start(env, Arc::new(Mutex::new(names)), prefix);
+    churn.rounds(5).await;
+    churn
 }
 
 async fn readyz(host: &Host) -> (u16, String) {
@@ -142,14 +150,11 @@ async fn watch_errors(host: &Host) -> f64 {
 /// Runs `fault` under churn and checks what the module docs promise.
 async fn survives(fault: Fault) {
     let env = TestEnv::new().await;
-    let (proxy, api, mut host) = host_through_proxy(&env).await;
-    let names: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
-    for name in &names {
-        create_memcached(&env, name, 1).await;
-    }
-    converged(&env, "before the fault").await;
-    let churn = Churn::start(&env, Arc::new(Mutex::new(names)), fault.name);
-    churn.rounds(5).await;
+    let proxy = Toxiproxy::start().unwrap();
+    let upstream = toxiproxy::server_of(&env.kubeconfig_path).unwrap();
+    let api = proxy.proxy("kube-apiserver", &upstream).unwrap();
+    let mut host = host_through(&env, &api.listen).await;
+    let churn = parents_under_churn(&env, fault.name).await;
 
     let errors_before = watch_errors(&host).await;
     for (i, (kind, upstream, attributes)) in fault.toxics.iter().enumerate() {
@@ -266,19 +271,8 @@ async fn connections_that_die_silently_are_given_up() {
     let env = TestEnv::new().await;
     let upstream = toxiproxy::server_of(&env.kubeconfig_path).unwrap();
     let relay = Relay::start(&upstream).await;
-    let dir = common::temp_dir(&format!("silent-{}", env.namespace));
-    let kubeconfig =
-        toxiproxy::kubeconfig_through(&env.kubeconfig_path, &relay.listen, &dir).unwrap();
-    let timeouts = ["--request-timeout-s", "5", "--watch-timeout-s", "5"];
-    let mut host = Host::start_with(&env, &["rust-memcached"], &kubeconfig, &timeouts);
-    host.ready().await;
-    let names: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
-    for name in &names {
-        create_memcached(&env, name, 1).await;
-    }
-    converged(&env, "before").await;
-    let churn = Churn::start(&env, Arc::new(Mutex::new(names)), "silent");
-    churn.rounds(5).await;
+    let mut host = host_through(&env, &relay.listen).await;
+    let churn = parents_under_churn(&env, "silent").await;
     relay.freeze_open_connections();
     let frozen = Instant::now();
     churn.rounds(20).await;

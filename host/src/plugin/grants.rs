@@ -60,9 +60,15 @@ impl GrantsFile {
     pub fn read(path: &Path) -> anyhow::Result<GrantsFile> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read grants file {}: {e}", path.display()))?;
-        serde_saphyr::from_str(&text).map_err(|e| {
+        GrantsFile::parse(&text).map_err(|e| anyhow::anyhow!("grants file {}: {e}", path.display()))
+    }
+
+    /// Parses a grants file's text; the error is the parser's first line
+    /// (it names the place).
+    pub fn parse(text: &str) -> anyhow::Result<GrantsFile> {
+        serde_saphyr::from_str(text).map_err(|e| {
             let first = e.to_string().lines().next().unwrap_or_default().to_string();
-            anyhow::anyhow!("grants file {}: {first}", path.display())
+            anyhow::anyhow!("{first}")
         })
     }
 

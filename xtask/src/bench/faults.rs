@@ -104,7 +104,7 @@ pub async fn section(setup: &Setup) -> Result<Section> {
         writeln!(
             md,
             "| {name} | {lasted} | {stale} | {:.0} | {:.1} s | 0 / 0 / 0 |",
-            median(|r| r.watch_errors),
+            median(|r| r.watch_errors).max(0.0),
             median(|r| r.converged_s),
         )?;
     }

@@ -120,7 +120,7 @@ fn another_components_artifact_under_this_name_is_refused() {
 }
 
 #[test]
-fn an_unsealed_artifact_from_an_older_host_is_refused() {
+fn an_artifact_without_its_seal_is_refused() {
     refused_then_healed(
         "unsealed",
         "test-plugin-trivial",

@@ -17,7 +17,8 @@
 //! seal is checked over the bytes in memory and only those same bytes are
 //! deserialized, so nothing can change between the check and the load. A
 //! file that fails is counted ([`CacheCounters`]), logged, and replaced by a
-//! fresh compile. The key is an HMAC's rather than a plain hash's so that a
+//! fresh compile. Sealed artifacts carry `.sealed` in their name, so the
+//! unsealed ones of an older operon are never read. The key is an HMAC's rather than a plain hash's so that a
 //! valid artifact of one component cannot pass for another's; it does not
 //! defend against someone who can read the key (keep the directory the
 //! host user's own). HMAC and randomness come from `ring`, already a
@@ -69,9 +70,8 @@ impl Compiled {
 /// Why a cached artifact was not loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    /// Shorter than its trailer says, or no trailer at all (also an
-    /// artifact an older operon wrote unsealed).
-    #[error("truncated, or not sealed (written by an older operon)")]
+    /// Shorter than its trailer says, or no trailer at all.
+    #[error("truncated (its seal is missing or names a longer artifact)")]
     Truncated,
     /// The seal does not match: changed bytes, or another artifact.
     #[error("its integrity seal does not match (damaged, or another component's artifact)")]
@@ -182,8 +182,11 @@ impl CompileCache {
         self.counters.clone()
     }
 
+    /// `.sealed` in the name: artifacts an older operon wrote unsealed
+    /// are never read (a plain miss, not a warning on every upgrade); a
+    /// file under this name without its seal is damage.
     fn name_for(&self, digest: &str) -> String {
-        format!("{digest}-{}.cwasm", self.engine_hash)
+        format!("{digest}-{}.sealed.cwasm", self.engine_hash)
     }
 
     /// Loads the compiled form of `bytes` from disk, or compiles and stores

@@ -290,3 +290,38 @@ async fn connections_that_die_silently_are_given_up() {
     host.terminate();
     env.cleanup().await.unwrap();
 }
+
+/// The host killed (SIGKILL) between the two applies of one reconcile: the
+/// Deployment written, the Service not yet. API latency holds each answer
+/// 400 ms, so the kill lands in that window. A new host finishes the job:
+/// the one Deployment and one Service, no duplicate, no orphan.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_killed_between_two_applies() {
+    let env = TestEnv::new().await;
+    let proxy = Toxiproxy::start().unwrap();
+    let upstream = toxiproxy::server_of(&env.kubeconfig_path).unwrap();
+    let api = proxy.proxy("kube-apiserver", &upstream).unwrap();
+    let mut host = host_through(&env, &api.listen).await;
+    proxy
+        .add(&api, "slow", "latency", false, r#"{"latency": 400}"#)
+        .unwrap();
+    create_memcached(&env, "cut", 2).await;
+    let deployments: Api<Deployment> = env.api();
+    let services: Api<k8s_openapi::api::core::v1::Service> = env.api();
+    wait_until("the Deployment, the first apply", WAIT, || async {
+        Ok(deployments.get_opt("cut").await?)
+    })
+    .await
+    .unwrap();
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+    assert!(
+        services.get_opt("cut").await.unwrap().is_none(),
+        "killed between the applies: the Service was not written yet"
+    );
+    let again = Host::start(&env, &["rust-memcached"]);
+    again.ready().await;
+    converged(&env, "after the kill").await;
+    drop(again);
+    env.cleanup().await.unwrap();
+}

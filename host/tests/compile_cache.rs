@@ -1,6 +1,6 @@
 //! The compile cache under damage: a truncated artifact, a flipped byte,
 //! another component's artifact under this one's name, an unwritable cache
-//! directory. Each damaged artifact is refused before any of its code is
+//! directory, a full disk. Each damaged artifact is refused before any of its code is
 //! loaded (the counters name the reason: a flipped byte that reached
 //! wasmtime would show as `incompatible`, or not at all), the component is
 //! compiled again, works, and the next load is a hit.
@@ -147,4 +147,26 @@ fn an_unwritable_cache_costs_a_compile_and_is_counted() {
         let c = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!((c(&counters.compiled), c(&counters.write_failures)), (1, 1));
     }
+}
+
+#[test]
+fn a_full_disk_costs_a_compile_and_is_counted() {
+    let dir = common::temp_dir("cache-full");
+    let (_, _) = load(&dir, "test-plugin-trivial");
+    // The artifact's temporary file, where the next write goes, is made
+    // /dev/full: every write there fails with ENOSPC, as on a full disk.
+    let path = artifact(&dir, "test-plugin-trivial");
+    std::fs::remove_file(&path).unwrap();
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let (from_cache, counters) = load(&dir, "test-plugin-trivial");
+    assert!(!from_cache, "compiled, and it answered");
+    let c = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((c(&counters.compiled), c(&counters.write_failures)), (1, 1));
+    assert!(
+        !path.exists(),
+        "no partial artifact left under the real name"
+    );
+    assert!(!tmp.exists(), "the failed temporary file is removed");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -12,14 +12,6 @@ use crate::apply::{children, status, validate};
 use crate::contract::bindings::operon::reconciler::types as wit;
 use crate::contract::{Gvk, Outcome, ParentKind, Registration};
 
-fn gvk(group: &str, version: &str, kind: &str) -> Gvk {
-    Gvk {
-        group: group.into(),
-        version: version.into(),
-        kind: kind.into(),
-    }
-}
-
 /// The registration answers are checked against: the memcached example's
 /// kinds, one patchable kind.
 fn registration() -> Registration {
@@ -27,16 +19,19 @@ fn registration() -> Registration {
         name: "fuzzed".into(),
         version: "0.1.0".into(),
         parent: ParentKind {
-            kind: gvk("cache.operon.dev", "v1alpha1", "Memcached"),
+            kind: Gvk::from_api_version("cache.operon.dev/v1alpha1", "Memcached"),
             namespaced: true,
         },
-        owns: vec![gvk("apps", "v1", "Deployment"), gvk("", "v1", "Service")],
+        owns: vec![
+            Gvk::from_api_version("apps/v1", "Deployment"),
+            Gvk::from_api_version("v1", "Service"),
+        ],
         related: vec![],
         finalizer: false,
         crds: vec![],
         capabilities: wit::Capabilities {
             reads: vec![],
-            patches: vec![gvk("", "v1", "ConfigMap")],
+            patches: vec![Gvk::from_api_version("v1", "ConfigMap")],
             secrets: false,
         },
     }

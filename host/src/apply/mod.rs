@@ -166,13 +166,13 @@ pub async fn apply_outcome(
     };
     let mut scopes = std::collections::HashMap::new();
     // A tenant's patch targets are resolved too: their scope decides.
-    let patched: Vec<Gvk> = match checks.confined {
-        true => outcome
-            .patches
-            .iter()
-            .map(|p| Gvk::from_api_version(&p.target.api_version, &p.target.kind))
-            .collect(),
-        false => Vec::new(),
+    let patched: Vec<Gvk> = if checks.confined {
+        let targets = outcome.patches.iter().map(|p| &p.target);
+        targets
+            .map(|t| Gvk::from_api_version(&t.api_version, &t.kind))
+            .collect()
+    } else {
+        Vec::new()
     };
     for gvk in reg
         .owns

@@ -32,8 +32,8 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -130,6 +130,8 @@ pub struct CompileCache {
     dir: PathBuf,
     engine_hash: String,
     counters: Arc<CacheCounters>,
+    /// The sealing key, read (or made) on first use, once.
+    key: OnceLock<Option<hmac::Key>>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -165,6 +167,7 @@ impl CompileCache {
             dir,
             engine_hash: format!("{:016x}", hasher.finish()),
             counters: Arc::default(),
+            key: OnceLock::new(),
         })
     }
 
@@ -201,7 +204,7 @@ impl CompileCache {
         let path = self.dir.join(&name);
         let start = Instant::now();
         let key = self.key();
-        if let (Some(key), true) = (&key, path.exists()) {
+        if let (Some(key), true) = (key, path.exists()) {
             match self.load(engine, key, &name, &path) {
                 Ok(component) => {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -222,7 +225,7 @@ impl CompileCache {
         let mut compiled = Compiled::fresh(engine, bytes)?;
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         compiled.elapsed = start.elapsed();
-        let stored = match &key {
+        let stored = match key {
             Some(key) => self.store(key, &name, &path, &compiled.component),
             None => Err(anyhow::anyhow!("no integrity key (see the warning before)")),
         };
@@ -277,17 +280,19 @@ impl CompileCache {
         Ok(())
     }
 
-    /// The sealing key, made on first use. `None` (logged) when it can be
-    /// neither read nor made: the cache is then neither read nor written.
-    fn key(&self) -> Option<hmac::Key> {
-        match read_or_make_key(&self.dir) {
-            Ok(bytes) => Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes)),
-            Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %format!("{e:#}"),
-                    "compile cache unusable (no integrity key); compiling every component");
-                None
-            }
-        }
+    /// The sealing key, made on first use. `None` (logged once) when it can
+    /// be neither read nor made: the cache is then neither read nor written.
+    fn key(&self) -> Option<&hmac::Key> {
+        self.key
+            .get_or_init(|| match read_or_make_key(&self.dir) {
+                Ok(bytes) => Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes)),
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %format!("{e:#}"),
+                        "compile cache unusable (no integrity key); compiling every component");
+                    None
+                }
+            })
+            .as_ref()
     }
 }
 

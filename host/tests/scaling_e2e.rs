@@ -39,7 +39,7 @@ use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
 use common::cluster_scoped::{ClusterScoped, data_claims};
-use common::host::{Host, condition, event_notes};
+use common::host::{Host, condition, event_notes, event_notes_until};
 use common::suite;
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -469,13 +469,9 @@ async fn recommend_changes_nothing_and_enforce_grows_the_storage() {
         before["metadata"]["generation"]
     );
     assert_eq!(after["spec"], before["spec"]);
-    let notes = event_notes(&env, "rec-advice", "Recommended").await;
-    assert!(
-        notes
-            .iter()
-            .any(|n| n.contains("recommends 3 instances (now 1) and storage 2Gi (now 1Gi)")),
-        "{notes:?}"
-    );
+    let advice = "recommends 3 instances (now 1) and storage 2Gi (now 1Gi)";
+    let notes = event_notes_until(&env, "rec-advice", "Recommended", |n| n.contains(advice)).await;
+    assert!(notes.iter().any(|n| n.contains(advice)), "{notes:?}");
 
     // Enforce, storage only: the cluster's size grows one step, the
     // postgres plugin resizes the claim, and the cooldown holds the next.

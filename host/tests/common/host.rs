@@ -227,6 +227,27 @@ pub async fn event_notes(env: &TestEnv, name: &str, reason: &str) -> Vec<String>
         .collect()
 }
 
+/// Waits (up to [`WAIT`]) until a note of `reason` about `name` satisfies
+/// `ok`; returns the notes then, or as they were at the deadline. Events
+/// are recorded after the status that announces them, so a test that saw
+/// the status must still wait for the Event.
+pub async fn event_notes_until(
+    env: &TestEnv,
+    name: &str,
+    reason: &str,
+    ok: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let found = wait_until(&format!("an event {reason} about {name}"), WAIT, || async {
+        let notes = event_notes(env, name, reason).await;
+        Ok(notes.iter().any(|n| ok(n)).then_some(notes))
+    })
+    .await;
+    match found {
+        Ok(notes) => notes,
+        Err(_) => event_notes(env, name, reason).await,
+    }
+}
+
 pub async fn events_about(env: &TestEnv, name: &str, reason: &str) -> usize {
     event_notes(env, name, reason).await.len()
 }

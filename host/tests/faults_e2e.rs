@@ -3,7 +3,9 @@
 //! (a black hole longer than every timeout, reset connections, latency with
 //! jitter, a bandwidth squeeze), connections that die silently (the
 //! tests' relay: Toxiproxy cannot leave a connection dead without telling
-//! one side) and the host's own damaged compile cache.
+//! one side), an admission webhook for one child kind that fails closed,
+//! and the host's own damaged compile cache. Faults of the control plane
+//! itself (restarts, compaction, throttling) are in `cluster_faults_e2e`.
 //! For each: the host stays up, `/readyz` says when its caches are stale,
 //! nothing hot-loops, and after the fault every parent converges with no
 //! lost, duplicated or orphaned child. The time to converge after the
@@ -12,17 +14,19 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use operon_test_support::toxiproxy::{self, Toxiproxy};
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::json;
 
-use common::churn::{Churn, converged};
-use common::host::{Host, WAIT, create_memcached, get, memcached_api, metric};
+use common::churn::converged;
+use common::faults::{Readiness, Trial, host_through, host_with};
+use common::host::{Host, WAIT, condition, create_memcached, get, memcached_api, metric};
 use common::relay::Relay;
 
 async fn replicas(env: &TestEnv, name: &str, want: i32) {
@@ -110,41 +114,7 @@ struct Fault {
     /// How long it lasts while the churn goes on.
     lasts: Duration,
     /// Whether the host's watches fail (and `/readyz` must say so).
-    stale: bool,
-}
-
-/// A host that reaches the API server only through `listen` (a proxy),
-/// with short timeouts so that a test need not wait kube's five minutes.
-async fn host_through(env: &TestEnv, listen: &str) -> Host {
-    let dir = common::temp_dir(&format!("faults-{}", env.namespace));
-    let kubeconfig = toxiproxy::kubeconfig_through(&env.kubeconfig_path, listen, &dir).unwrap();
-    let timeouts = ["--request-timeout-s", "5", "--watch-timeout-s", "5"];
-    let host = Host::start_with(env, &["rust-memcached"], &kubeconfig, &timeouts);
-    host.ready().await;
-    host
-}
-
-/// Four converged parents, then churn named `prefix` under way.
-async fn parents_under_churn(env: &TestEnv, prefix: &str) -> Churn {
-    let names: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
-    for name in &names {
-        create_memcached(env, name, 1).await;
-    }
-    converged(env, "before the fault").await;
-    let churn = Churn::start(env, Arc::new(Mutex::new(names)), prefix);
-    churn.rounds(5).await;
-    churn
-}
-
-async fn readyz(host: &Host) -> (u16, String) {
-    get(&host.health, "/readyz")
-        .await
-        .unwrap_or((0, String::new()))
-}
-
-async fn watch_errors(host: &Host) -> f64 {
-    let (_, text) = get(&host.metrics, "/metrics").await.unwrap();
-    metric(&text, "operon_watch_errors_total", &[])
+    readiness: Readiness,
 }
 
 /// Runs `fault` under churn and checks what the module docs promise.
@@ -154,63 +124,21 @@ async fn survives(fault: Fault) {
     let upstream = toxiproxy::server_of(&env.kubeconfig_path).unwrap();
     let api = proxy.proxy("kube-apiserver", &upstream).unwrap();
     let mut host = host_through(&env, &api.listen).await;
-    let churn = parents_under_churn(&env, fault.name).await;
-
-    let errors_before = watch_errors(&host).await;
-    for (i, (kind, upstream, attributes)) in fault.toxics.iter().enumerate() {
-        proxy
-            .add(&api, &format!("t{i}"), kind, *upstream, attributes)
-            .unwrap();
-    }
-    let began = Instant::now();
-    let mut said_stale = None;
-    while began.elapsed() < fault.lasts {
-        let (code, body) = readyz(&host).await;
-        if code == 503 && body.contains("watches failing") && said_stale.is_none() {
-            said_stale = Some(began.elapsed());
-        }
-        assert!(
-            host.child.try_wait().unwrap().is_none(),
-            "the host stays up"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    for i in 0..fault.toxics.len() {
-        proxy.remove(&api, &format!("t{i}")).unwrap();
-    }
-    let ended = Instant::now();
-    churn.stop().await;
-    converged(&env, &format!("after {}", fault.name)).await;
-    let converge = ended.elapsed();
-    wait_until("/readyz 200 again", WAIT, || async {
-        Ok((readyz(&host).await.0 == 200).then_some(()))
-    })
-    .await
-    .unwrap();
-    let errors = watch_errors(&host).await - errors_before;
-    // One line per fault, read by `cargo xtask bench --only faults`.
-    let stale_after = said_stale.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64()));
-    eprintln!(
-        "FAULT {} lasted_s={} stale_after_s={stale_after} watch_errors={errors:.0} converged_s={:.1}",
-        fault.name,
-        fault.lasts.as_secs(),
-        converge.as_secs_f64()
-    );
-    if fault.stale {
-        assert!(
-            said_stale.is_some(),
-            "/readyz told that the caches were stale"
-        );
-    }
-    // Retried with backoff: a handful per kind, not a loop.
-    let kinds = 3.0;
-    let bound = kinds * (fault.lasts.as_secs_f64() / 2.0 + 5.0);
-    assert!(
-        errors <= bound,
-        "{errors} watch errors in {:?} (bound {bound})",
-        fault.lasts
-    );
-    assert!(host.child.try_wait().unwrap().is_none());
+    let mut trial = Trial::start(&env, &host, fault.name).await;
+    trial
+        .during(&mut host, async |_| {
+            for (i, (kind, upstream, attributes)) in fault.toxics.iter().enumerate() {
+                proxy
+                    .add(&api, &format!("t{i}"), kind, *upstream, attributes)
+                    .unwrap();
+            }
+            tokio::time::sleep(fault.lasts).await;
+            for i in 0..fault.toxics.len() {
+                proxy.remove(&api, &format!("t{i}")).unwrap();
+            }
+        })
+        .await;
+    trial.finish(&env, &mut host, fault.readiness).await;
     host.terminate();
     env.cleanup().await.unwrap();
 }
@@ -225,7 +153,7 @@ async fn a_black_hole_longer_than_every_timeout() {
         // frees it (kube sets none).
         toxics: &[("timeout", false, r#"{"timeout": 0}"#)],
         lasts: Duration::from_secs(30),
-        stale: true,
+        readiness: Readiness::SaysStale,
     })
     .await;
 }
@@ -236,7 +164,7 @@ async fn connections_reset_by_peer() {
         name: "reset-peer",
         toxics: &[("reset_peer", false, r#"{"timeout": 0}"#)],
         lasts: Duration::from_secs(20),
-        stale: true,
+        readiness: Readiness::SaysStale,
     })
     .await;
 }
@@ -247,7 +175,7 @@ async fn latency_of_half_a_second_with_jitter() {
         name: "latency",
         toxics: &[("latency", false, r#"{"latency": 500, "jitter": 250}"#)],
         lasts: Duration::from_secs(20),
-        stale: false,
+        readiness: Readiness::Either,
     })
     .await;
 }
@@ -258,7 +186,7 @@ async fn a_bandwidth_squeeze() {
         name: "bandwidth",
         toxics: &[("bandwidth", false, r#"{"rate": 16}"#)],
         lasts: Duration::from_secs(20),
-        stale: false,
+        readiness: Readiness::Either,
     })
     .await;
 }
@@ -272,21 +200,14 @@ async fn connections_that_die_silently_are_given_up() {
     let upstream = toxiproxy::server_of(&env.kubeconfig_path).unwrap();
     let relay = Relay::start(&upstream).await;
     let mut host = host_through(&env, &relay.listen).await;
-    let churn = parents_under_churn(&env, "silent").await;
-    relay.freeze_open_connections();
-    let frozen = Instant::now();
-    churn.rounds(20).await;
-    churn.stop().await;
-    converged(&env, "after the connections died").await;
-    eprintln!(
-        "FAULT silent-death lasted_s=inf stale_after_s=- watch_errors={:.0} converged_s={:.1}",
-        watch_errors(&host).await,
-        frozen.elapsed().as_secs_f64()
-    );
-    assert!(
-        host.child.try_wait().unwrap().is_none(),
-        "the host stays up"
-    );
+    let mut trial = Trial::start(&env, &host, "silent-death").await.for_good();
+    trial
+        .during(&mut host, async |churn| {
+            relay.freeze_open_connections();
+            churn.rounds(20).await;
+        })
+        .await;
+    trial.finish(&env, &mut host, Readiness::Either).await;
     host.terminate();
     env.cleanup().await.unwrap();
 }
@@ -307,7 +228,7 @@ async fn the_host_killed_between_two_applies() {
         .unwrap();
     create_memcached(&env, "cut", 2).await;
     let deployments: Api<Deployment> = env.api();
-    let services: Api<k8s_openapi::api::core::v1::Service> = env.api();
+    let services: Api<Service> = env.api();
     wait_until("the Deployment, the first apply", WAIT, || async {
         Ok(deployments.get_opt("cut").await?)
     })
@@ -324,4 +245,104 @@ async fn the_host_killed_between_two_applies() {
     converged(&env, "after the kill").await;
     drop(again);
     env.cleanup().await.unwrap();
+}
+
+/// An admission webhook for Services that fails closed (failurePolicy
+/// Fail; nothing answers at its URL), in this test's namespace only. The
+/// host's Service applies are refused for as long as it lasts: a parent
+/// created meanwhile says so in its `Synced` condition (the webhook named),
+/// its Deployment is there, and its refused applies are retried with
+/// backoff, a handful as the API server's audit log counts them, not a
+/// loop. Once the webhook is gone, everything converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_admission_webhook_for_one_child_kind() {
+    let env = TestEnv::new().await;
+    let mut host = host_with(&env, &env.kubeconfig_path).await;
+    let mut trial = Trial::start(&env, &host, "webhook").await;
+    let webhooks: Api<ValidatingWebhookConfiguration> = Api::all(env.client.clone());
+    let name = format!("deny-services-{}", env.namespace);
+    let began = common::audit_lines(&env);
+    trial
+        .during(&mut host, async |_| {
+            webhooks
+                .create(
+                    &PostParams::default(),
+                    &deny_services(&name, &env.namespace),
+                )
+                .await
+                .unwrap();
+            webhook_in_force(&env).await;
+            create_memcached(&env, "fenced", 1).await;
+            let refused = wait_until("fenced to show the webhook's refusal", WAIT, || async {
+                let parent = serde_json::to_value(memcached_api(&env).get("fenced").await?)?;
+                Ok(condition(&parent, "Synced")
+                    .filter(|c| c["reason"] == "ApplyFailed")
+                    .and_then(|c| c["message"].as_str().map(str::to_string)))
+            })
+            .await
+            .unwrap();
+            assert!(refused.contains("deny.operon.dev"), "{refused}");
+            let deployments: Api<Deployment> = env.api();
+            assert!(deployments.get_opt("fenced").await.unwrap().is_some());
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            webhooks.delete(&name, &Default::default()).await.unwrap();
+        })
+        .await;
+    trial.finish(&env, &mut host, Readiness::Either).await;
+    let attempts = common::audit_since(&env, began)
+        .iter()
+        .filter(|e| e.pointer("/objectRef/resource") == Some(&json!("services")))
+        .filter(|e| e.pointer("/objectRef/name") == Some(&json!("fenced")))
+        .filter(|e| e.pointer("/objectRef/namespace") == Some(&json!(env.namespace)))
+        .filter(|e| e.pointer("/responseStatus/code") != Some(&json!(200)))
+        .count();
+    eprintln!("WEBHOOK refused applies of fenced's Service: {attempts}");
+    assert!(attempts >= 1, "the refusals are in the audit log");
+    assert!(
+        attempts <= 30,
+        "{attempts} refused applies in ~15 s: a loop"
+    );
+    host.terminate();
+    env.cleanup().await.unwrap();
+}
+
+/// A validating webhook for Services in `namespace` that cannot be called.
+fn deny_services(name: &str, namespace: &str) -> ValidatingWebhookConfiguration {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "deny.operon.dev",
+            "clientConfig": {"url": "https://127.0.0.1:1/deny"},
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""],
+                       "apiVersions": ["v1"], "resources": ["services"]}],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 2,
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+        }]
+    }))
+    .unwrap()
+}
+
+/// Waits until the API server calls the new webhook (its configuration
+/// reaches admission through an informer): a dry-run Service is refused.
+async fn webhook_in_force(env: &TestEnv) {
+    let services: Api<Service> = env.api();
+    let probe: Service = serde_json::from_value(json!({
+        "metadata": {"name": "probe"}, "spec": {"ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait_until("the webhook in force", WAIT, || async {
+        Ok(match services.create(&dry, &probe).await {
+            Err(kube::Error::Api(s)) if s.message.contains("deny.operon.dev") => Some(()),
+            _ => None,
+        })
+    })
+    .await
+    .unwrap();
 }

@@ -45,6 +45,9 @@ type component struct {
 	StartTime string `json:"startTime"` // /proc/<pid>/stat field 22, guards against pid reuse
 	Log       string `json:"log"`
 	Health    string `json:"health,omitempty"` // URL probed by `status`
+	// Args are the component's flags, kept so that `restart` can start it
+	// again exactly as `up` did.
+	Args []string `json:"args,omitempty"`
 }
 
 type state struct {
@@ -151,6 +154,8 @@ func cmdUp(args []string) int {
 	nodes := fs.Int("nodes", 3, "number of kwok fake nodes")
 	ownerPid := fs.Int("owner-pid", 0, "if set, a watchdog stops the cluster when this process exits")
 	timeout := fs.Duration("timeout", 180*time.Second, "how long to wait for the cluster to become ready")
+	var apiserverArgs repeated
+	fs.Var(&apiserverArgs, "apiserver-arg", "an extra kube-apiserver flag, e.g. --apiserver-arg=--watch-cache=false (repeatable)")
 	dir, err := parse(fs, args, dirFlag)
 	if err != nil {
 		logf("up: %v", err)
@@ -166,7 +171,7 @@ func cmdUp(args []string) int {
 		stop(dir, s, false)
 	}
 	start := time.Now()
-	kubeconfig, err := up(dir, *nodes, *ownerPid, *timeout)
+	kubeconfig, err := up(dir, *nodes, *ownerPid, *timeout, apiserverArgs)
 	if err != nil {
 		logf("up failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
 		if s, rerr := readState(dir); rerr == nil {
@@ -215,10 +220,25 @@ type launcher struct {
 }
 
 func (l *launcher) spawn(name string, health string, args ...string) error {
-	logPath := filepath.Join(l.dir, "logs", name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	c, err := l.start(name, health, os.O_TRUNC, args)
 	if err != nil {
 		return err
+	}
+	if name == "watchdog" {
+		l.st.Watchdog = &c
+	} else {
+		l.st.Components = append(l.st.Components, c)
+	}
+	return writeState(l.dir, l.st)
+}
+
+// start runs one component detached from this process; `flags` chooses
+// whether its log starts over (os.O_TRUNC) or goes on (os.O_APPEND).
+func (l *launcher) start(name, health string, flags int, args []string) (component, error) {
+	logPath := filepath.Join(l.dir, "logs", name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|flags, 0o644)
+	if err != nil {
+		return component{}, err
 	}
 	defer f.Close()
 	cmd := exec.Command(l.self, append([]string{name}, args...)...)
@@ -229,22 +249,14 @@ func (l *launcher) spawn(name string, health string, args ...string) error {
 	// signal the whole group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
+		return component{}, fmt.Errorf("start %s: %w", name, err)
 	}
-	c := component{Name: name, Pid: cmd.Process.Pid, Log: logPath, Health: health}
+	c := component{Name: name, Pid: cmd.Process.Pid, Log: logPath, Health: health, Args: args}
 	for i := 0; i < 50 && c.StartTime == ""; i++ {
 		c.StartTime = procStartTime(c.Pid)
 		if c.StartTime == "" {
 			time.Sleep(2 * time.Millisecond)
 		}
-	}
-	if name == "watchdog" {
-		l.st.Watchdog = &c
-	} else {
-		l.st.Components = append(l.st.Components, c)
-	}
-	if err := writeState(l.dir, l.st); err != nil {
-		return err
 	}
 	go func() {
 		_ = cmd.Wait()
@@ -253,7 +265,7 @@ func (l *launcher) spawn(name string, health string, args ...string) error {
 		}
 	}()
 	logf("started %-24s pid %-7d log %s", name, c.Pid, logPath)
-	return nil
+	return c, nil
 }
 
 func tailFile(path string, n int) string {
@@ -302,7 +314,7 @@ func httpOK(url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func up(dir string, nodes, ownerPid int, timeout time.Duration) (string, error) {
+func up(dir string, nodes, ownerPid int, timeout time.Duration, apiserverArgs []string) (string, error) {
 	deadline := time.Now().Add(timeout)
 	self, err := os.Executable()
 	if err != nil {
@@ -389,7 +401,7 @@ func up(dir string, nodes, ownerPid int, timeout time.Duration) (string, error) 
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=0",
-	}, audit...)...); err != nil {
+	}, append(audit, apiserverArgs...)...)...); err != nil {
 		return "", err
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigs["admin"])
@@ -403,8 +415,7 @@ func up(dir string, nodes, ownerPid int, timeout time.Duration) (string, error) 
 	}
 	ctx := context.Background()
 	if err := l.waitFor(deadline, "kube-apiserver /readyz", func() bool {
-		_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err == nil
+		return apiserverHealth(kubeconfigs["admin"]) == "ok"
 	}); err != nil {
 		return "", err
 	}
@@ -520,6 +531,12 @@ func readyNodes(ctx context.Context, cs kubernetes.Interface) int {
 	}
 	return n
 }
+
+// repeated is a flag given any number of times.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, " ") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
 // ---------------------------------------------------------------- down
 

@@ -44,10 +44,14 @@ tools:
   registry --addr A --root DIR [--htpasswd FILE]   an OCI registry (distribution)
 
 launcher:
-  up      --state-dir DIR [--nodes N] [--owner-pid PID] [--timeout 120s]
+  up      --state-dir DIR [--nodes N] [--owner-pid PID] [--timeout 120s] [--apiserver-arg FLAG]...
   down    --state-dir DIR
   status  --state-dir DIR
   env     --state-dir DIR
+
+faults (for operon's fault tests):
+  restart --state-dir DIR --component NAME [--signal TERM|KILL] [--down-for 0s]
+  compact --state-dir DIR [--every 200ms --for 20s]
   version
 `
 
@@ -111,6 +115,10 @@ func dispatch(name string, args []string) int {
 		return cmdStatus(args)
 	case "env":
 		return cmdEnv(args)
+	case "restart":
+		return cmdRestart(args)
+	case "compact":
+		return cmdCompact(args)
 	case "watchdog":
 		return cmdWatchdog(args)
 	case "version":

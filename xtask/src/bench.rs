@@ -10,7 +10,9 @@
 //!   run ([`e2e`], [`memory`], [`idle`]);
 //! - hot swap latency on a private control plane ([`swap`]), and from a
 //!   registry with Manual activation ([`packages`]);
-//! - leader election: handover and failover beside a restart ([`leader`]).
+//! - leader election: handover and failover beside a restart ([`leader`]);
+//! - faults of the connection and of the control plane ([`faults`]), and
+//!   a half-hour soak of churn and hot swaps ([`soak`]).
 //!
 //! `--only <section>` measures one section and splices it into the existing
 //! BENCHMARKS.md (its headings and goal rows replaced, a line saying what
@@ -27,6 +29,7 @@ mod memory;
 mod packages;
 mod procfs;
 mod profile;
+mod soak;
 mod stats;
 mod swap;
 
@@ -60,6 +63,7 @@ pub enum Only {
     Packages,
     Leader,
     Faults,
+    Soak,
 }
 
 /// A section run on private control planes.
@@ -223,7 +227,7 @@ pub fn run(args: Args) -> Result<()> {
         .context("starting the tokio runtime")?;
     // A cluster section that fails (a timeout on a loaded machine, say) is
     // reported in its place; the figures of the others are not thrown away.
-    let cluster_sections: [(Only, &str, ClusterSection); 7] = [
+    let cluster_sections: [(Only, &str, ClusterSection); 8] = [
         (Only::E2e, "End to end", |s| Box::pin(e2e::section(s))),
         (Only::Memory, "Memory", |s| Box::pin(memory::section(s))),
         (Only::Idle, "Steady state", |s| Box::pin(idle::section(s))),
@@ -245,6 +249,7 @@ pub fn run(args: Args) -> Result<()> {
             "Faults: the connection to the API server",
             |s| Box::pin(faults::section(s)),
         ),
+        (Only::Soak, "Soak", |s| Box::pin(soak::section(s))),
     ];
     for (only, title, section) in cluster_sections {
         if !wanted(only) {

@@ -48,8 +48,8 @@ use super::prepare::{Preparer, Refused, Steps};
 use super::types::{
     DesiredState, PluginStatus, ReconcilerPluginPolicy, RevisionSpec, RevisionStatus,
 };
-use crate::runtime::SlotSpec;
 use crate::runtime::{ObjectHandle, Probe};
+use crate::runtime::{SlotSpec, Watching};
 
 /// Label of revisions naming their plugin object.
 pub const PLUGIN_LABEL: &str = "operon.dev/plugin-object";
@@ -690,11 +690,13 @@ fn record_steps(status: &mut RevisionStatus, steps: &Steps) {
 /// deleted object.
 pub async fn run<P: PluginKind>(
     ctx: Arc<Context>,
+    watching: Watching,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let plugins = P::api(ctx.client.clone(), None);
-    let revisions = P::revisions(ctx.client.clone(), None);
-    let mut selected = watcher::Config::default();
+    let client = watching.client_or(&ctx.client);
+    let plugins = P::api(client.clone(), None);
+    let revisions = P::revisions(client, None);
+    let mut selected = watching.config();
     if let Some(selector) = &ctx.selector {
         selected = selected.labels(selector);
     }
@@ -704,7 +706,7 @@ pub async fn run<P: PluginKind>(
         selected.clone(),
     ));
     Controller::new(plugins, selected)
-        .owns(revisions, watcher::Config::default())
+        .owns(revisions, watching.config())
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<P>, error_policy::<P>, ctx)
         .for_each(|result| async move {

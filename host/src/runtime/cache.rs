@@ -118,11 +118,78 @@ pub struct Watching {
     pub timeout_s: u32,
 }
 
+impl Watching {
+    /// The client to watch with: this one, else `requests`.
+    pub fn client_or(&self, requests: &kube::Client) -> kube::Client {
+        self.client.clone().unwrap_or_else(|| requests.clone())
+    }
+
+    /// A watcher configuration with this timeout.
+    pub fn config(&self) -> watcher::Config {
+        watcher::Config::default().timeout(self.timeout_s)
+    }
+}
+
 impl Default for Watching {
     fn default() -> Self {
         Watching {
             client: None,
             timeout_s: DEFAULT_WATCH_TIMEOUT_S,
+        }
+    }
+}
+
+/// Why a list or watch failed, as the metrics and the log name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchFailure {
+    /// 410 Gone: the API server no longer has the history the watch
+    /// resumes from (etcd compacted it, or its watch cache moved on).
+    Expired,
+    /// 429 Too Many Requests: API Priority and Fairness is shedding load.
+    Throttled,
+    /// Another answer from the API server (a 5xx while etcd is away, a
+    /// 403 after an RBAC change).
+    Refused,
+    /// No answer: refused or reset connections, timeouts, TLS.
+    Connection,
+}
+
+impl WatchFailure {
+    pub fn of(error: &watcher::Error) -> WatchFailure {
+        let code = match error {
+            watcher::Error::WatchError(status) => Some(status.code),
+            watcher::Error::InitialListFailed(e)
+            | watcher::Error::WatchStartFailed(e)
+            | watcher::Error::WatchFailed(e) => match e {
+                kube::Error::Api(status) => Some(status.code),
+                _ => None,
+            },
+            watcher::Error::NoResourceVersion => Some(0),
+        };
+        match code {
+            Some(410) => WatchFailure::Expired,
+            Some(429) => WatchFailure::Throttled,
+            Some(_) => WatchFailure::Refused,
+            None => WatchFailure::Connection,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            WatchFailure::Expired => "expired",
+            WatchFailure::Throttled => "throttled",
+            WatchFailure::Refused => "refused",
+            WatchFailure::Connection => "connection",
+        }
+    }
+
+    /// What the watcher does about it.
+    fn consequence(self) -> &'static str {
+        match self {
+            WatchFailure::Expired => {
+                "watch expired (410): listing again; the cache keeps serving what it had"
+            }
+            _ => "watch failed; retrying with backoff",
         }
     }
 }
@@ -227,12 +294,12 @@ impl Caches {
     }
 
     fn open(&self, kind: Resolved) -> KindWatch {
-        let client = self.watching.client.as_ref().unwrap_or(self.kinds.client());
+        let client = self.watching.client_or(self.kinds.client());
         let api = self
             .kinds
-            .with_client(client.clone())
+            .with_client(client)
             .api(&kind, self.namespace.as_deref());
-        let config = watcher::Config::default().timeout(self.watching.timeout_s);
+        let config = self.watching.config();
         let failing = Arc::new(AtomicBool::new(false));
         let failed = failing.clone();
         let mut writer = reflector::store::Writer::<DynamicObject>::new(kind.resource.clone());
@@ -249,8 +316,9 @@ impl Caches {
                     Ok(e) => e,
                     Err(e) => {
                         failed.store(true, Ordering::Relaxed);
-                        metrics.watch_errors_total(&label);
-                        tracing::warn!(kind = %label, error = %e, "watch failed; retrying with backoff");
+                        let cause = WatchFailure::of(&e);
+                        metrics.watch_errors_total(&label, cause.label());
+                        tracing::warn!(kind = %label, error = %e, cause = cause.label(), "{}", cause.consequence());
                         continue;
                     }
                 };
@@ -338,5 +406,45 @@ impl ClusterReader for CacheReader {
             .filter(|o| selector.matches_labels(o.metadata.labels.as_ref()))
             .map(|o| w.to_json(o))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> Box<kube::core::Status> {
+        Box::new(serde_json::from_value(serde_json::json!({"code": code, "message": "m"})).unwrap())
+    }
+
+    #[test]
+    fn names_why_a_watch_failed() {
+        let cases = [
+            (
+                watcher::Error::WatchError(status(410)),
+                WatchFailure::Expired,
+            ),
+            (
+                watcher::Error::WatchStartFailed(kube::Error::Api(status(410))),
+                WatchFailure::Expired,
+            ),
+            (
+                watcher::Error::InitialListFailed(kube::Error::Api(status(429))),
+                WatchFailure::Throttled,
+            ),
+            (
+                watcher::Error::WatchFailed(kube::Error::Api(status(503))),
+                WatchFailure::Refused,
+            ),
+            (
+                watcher::Error::InitialListFailed(kube::Error::Service(
+                    "connection refused".into(),
+                )),
+                WatchFailure::Connection,
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(WatchFailure::of(&error), want, "{error}");
+        }
     }
 }

@@ -104,12 +104,17 @@ impl ApiTimeouts {
         config
     }
 
-    /// The configuration of the caches' watch client.
-    fn watches(&self, base: &kube::Config) -> kube::Config {
+    /// How every watch of the host (caches, Lease, plugin objects) is
+    /// made: a client whose read timeout outlasts the server-side timeout
+    /// of each watch request.
+    fn watching(&self, base: &kube::Config) -> anyhow::Result<Watching> {
         let mut config = base.clone();
         config.connect_timeout = Some(self.request);
         config.read_timeout = Some(Duration::from_secs(u64::from(self.watch_s) + 30));
-        config
+        Ok(Watching {
+            client: Some(kube::Client::try_from(config).context("building the watch client")?),
+            timeout_s: self.watch_s,
+        })
     }
 }
 
@@ -209,17 +214,10 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     }
     let mut config = config(options.kubeconfig.as_deref()).await?;
     set_user_agent(&mut config, &options.identity)?;
-    let client =
-        kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
+    // Two clients, and no call without a timeout: requests, and watches.
+    let watching = options.api.watching(&config)?;
     let config = options.api.requests(&config);
-    let requests = kube::Client::try_from(config.clone()).context("building the request client")?;
-    let watching = Watching {
-        client: Some(
-            kube::Client::try_from(options.api.watches(&config))
-                .context("building the watch client")?,
-        ),
-        timeout_s: options.api.watch_s,
-    };
+    let client = kube::Client::try_from(config.clone()).context("building the request client")?;
     let metrics = Arc::new(Metrics::default());
     if let Some(counters) = engine.cache_counters() {
         metrics.watch_compile_cache(counters);
@@ -228,13 +226,14 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     serve_probes(&options, &metrics, &health, &stop_rx).await?;
 
-    let kinds = Arc::new(Kinds::new(requests));
-    let caches =
-        Arc::new(Caches::new(kinds, options.namespace.clone(), metrics.clone()).watching(watching));
+    let kinds = Arc::new(Kinds::new(client.clone()));
+    let caches = Arc::new(
+        Caches::new(kinds, options.namespace.clone(), metrics.clone()).watching(watching.clone()),
+    );
     let stale = caches.clone();
     health.watch_staleness(move || stale.failing());
     let elector = match &options.leader_election {
-        Some(election) => Some(elector(election, &config, &client, &metrics)?),
+        Some(election) => Some(elector(election, &config, (&client, &watching), &metrics)?),
         None => None,
     };
     let may_write = elector
@@ -264,7 +263,8 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
             may_write: may_write.clone(),
             install_crds: options.install_crds,
         };
-        start_packages(&engine, &client, &supervisor, packages, &stop_rx, writes).await?;
+        let clients = (&client, watching);
+        start_packages(&engine, clients, &supervisor, packages, &stop_rx, writes).await?;
     }
     let elector = elector.map(|(e, _)| e);
     serve_admin(&options, &supervisor, elector.as_ref(), may_write, &stop_rx).await?;
@@ -319,7 +319,7 @@ fn set_user_agent(config: &mut kube::Config, identity: &str) -> anyhow::Result<(
 fn elector(
     election: &leader::ElectionOptions,
     config: &kube::Config,
-    client: &kube::Client,
+    (client, watching): (&kube::Client, &Watching),
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<(leader::Elector, leader::Gate)> {
     let mut election = election.clone();
@@ -332,6 +332,7 @@ fn elector(
     election.check()?;
     Ok(leader::Elector::new(
         client.clone(),
+        watching,
         election,
         metrics.clone(),
     ))
@@ -412,7 +413,7 @@ struct Writes {
 /// caveats in [`leader`]).
 async fn start_packages(
     engine: &Engine,
-    client: &kube::Client,
+    (client, watching): (&kube::Client, Watching),
     supervisor: &Supervisor,
     options: &PackageOptions,
     stop: &watch::Receiver<bool>,
@@ -444,9 +445,10 @@ async fn start_packages(
         }
         tokio::spawn(run::<ClusterReconcilerPlugin>(
             ctx.clone(),
+            watching.clone(),
             stopped(stop.clone()),
         ));
-        tokio::spawn(run::<ReconcilerPlugin>(ctx, stopped(stop)));
+        tokio::spawn(run::<ReconcilerPlugin>(ctx, watching, stopped(stop)));
         tracing::info!("following ClusterReconcilerPlugin and ReconcilerPlugin objects");
     });
     Ok(())

@@ -29,6 +29,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
 use super::cache_metrics::CacheCollector;
+use super::process_metrics::ProcessCollector;
 use crate::engine::CacheCounters;
 
 /// Buckets of `controller_runtime_reconcile_time_seconds` (controller-runtime's).
@@ -107,6 +108,13 @@ struct CandidateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
+}
+
+/// A failed list or watch: its kind and why (the runtime's `WatchFailure`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchErrorLabels {
+    kind: String,
+    cause: String,
 }
 
 /// A leader election Lease, by name (client-go's label).
@@ -272,7 +280,7 @@ impl Calls {
 struct Watches {
     open: Family<KindLabels, Gauge>,
     events: Family<KindLabels, Counter>,
-    errors: Family<KindLabels, Counter>,
+    errors: Family<WatchErrorLabels, Counter>,
 }
 
 impl Watches {
@@ -293,7 +301,7 @@ impl Watches {
             errors: register(
                 r,
                 "operon_watch_errors",
-                "Failed list or watch requests per kind (each retried with backoff; the cache is stale until one succeeds)",
+                "Failed list or watch requests per kind and cause: expired (410, the history is gone: relisted), throttled (429), refused (another answer), connection (no answer) -- each retried with backoff; the cache is stale until one succeeds",
                 Family::default(),
             ),
         }
@@ -418,6 +426,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let cache = CacheCollector::default();
         registry.register_collector(Box::new(cache.clone()));
+        registry.register_collector(Box::new(ProcessCollector));
         Metrics {
             cache,
             reconciles: Reconciles::register(&mut registry),
@@ -612,8 +621,11 @@ impl Metrics {
         self.watches.events.get_or_create(&labels).inc();
     }
 
-    pub fn watch_errors_total(&self, kind: &str) {
-        let labels = KindLabels { kind: kind.into() };
+    pub fn watch_errors_total(&self, kind: &str, cause: &str) {
+        let labels = WatchErrorLabels {
+            kind: kind.into(),
+            cause: cause.into(),
+        };
         self.watches.errors.get_or_create(&labels).inc();
     }
 

@@ -19,6 +19,7 @@ pub mod admin;
 pub mod cache_metrics;
 pub mod http;
 pub mod metrics;
+mod process_metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;

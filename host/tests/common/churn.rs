@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use operon_test_support::{TestEnv, wait_until};
 use serde_json::{Value, json};
 
@@ -40,15 +40,15 @@ impl Churn {
         let task = tokio::spawn(async move {
             let mut added: Vec<String> = Vec::new();
             let mut round = 0u64;
+            let (patched, created) = (PatchParams::default(), PostParams::default());
+            let deleted = DeleteParams::background();
             while !flag.load(Ordering::SeqCst) {
                 round += 1;
                 let current: Vec<String> = names.lock().unwrap().clone();
                 for (i, name) in current.iter().enumerate() {
                     let size = (round + i as u64) % 3 + 1;
                     let patch = Patch::Merge(json!({"spec": {"size": size}}));
-                    api.patch(name, &PatchParams::default(), &patch)
-                        .await
-                        .unwrap();
+                    persist(|| api.patch(name, &patched, &patch)).await;
                 }
                 if round.is_multiple_of(5) {
                     let name = format!("{prefix}-{round}");
@@ -57,16 +57,14 @@ impl Churn {
                         "metadata": {"name": name, "namespace": ns}, "spec": {"size": 1}
                     }))
                     .unwrap();
-                    api.create(&Default::default(), &parent).await.unwrap();
+                    persist(|| api.create(&created, &parent)).await;
                     names.lock().unwrap().push(name.clone());
                     added.push(name);
                 }
                 if round.is_multiple_of(10) && added.len() > 1 {
                     let gone = added.remove(0);
                     names.lock().unwrap().retain(|n| *n != gone);
-                    api.delete(&gone, &DeleteParams::background())
-                        .await
-                        .unwrap();
+                    persist(|| api.delete(&gone, &deleted)).await;
                 }
                 count.store(round, Ordering::SeqCst);
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -88,6 +86,23 @@ impl Churn {
     pub async fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.unwrap();
+    }
+}
+
+/// Makes one change of the churn, retrying while the API server is away
+/// (a test may restart it). A create answered "already exists" or a delete
+/// answered "not found" was done by an earlier try whose answer was lost.
+async fn persist<T, F, Fut>(mut change: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    loop {
+        match change().await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => return,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod churn;
 pub mod cluster_scoped;
+pub mod faults;
 pub mod gadgets;
 pub mod host;
 pub mod packages;
@@ -72,4 +73,18 @@ pub fn scenarios(dir: &std::path::Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// How many lines the audit log has now (see [`audit_since`]).
+pub fn audit_lines(env: &operon_test_support::TestEnv) -> usize {
+    std::fs::read_to_string(audit_log(env)).map_or(0, |t| t.lines().count())
+}
+
+/// The audit events written after the first `skip` lines.
+pub fn audit_since(env: &operon_test_support::TestEnv, skip: usize) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(audit_log(env)).unwrap_or_default();
+    text.lines()
+        .skip(skip)
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }

@@ -304,6 +304,8 @@ pub struct UpOptions {
     pub owner_pid: Option<u32>,
     /// How long to wait for readiness (apiserver, controllers, nodes).
     pub timeout: Duration,
+    /// Extra kube-apiserver flags, e.g. `--watch-cache=false`.
+    pub apiserver_args: Vec<String>,
 }
 
 impl UpOptions {
@@ -313,6 +315,7 @@ impl UpOptions {
             nodes: 3,
             owner_pid: None,
             timeout: Duration::from_secs(180),
+            apiserver_args: Vec::new(),
         }
     }
 }
@@ -343,6 +346,9 @@ pub fn up(opts: &UpOptions) -> Result<PathBuf> {
         .arg(format!("--timeout={}s", opts.timeout.as_secs().max(1)));
     if let Some(pid) = opts.owner_pid {
         cmd.arg(format!("--owner-pid={pid}"));
+    }
+    for arg in &opts.apiserver_args {
+        cmd.arg(format!("--apiserver-arg={arg}"));
     }
     let mut child = cmd
         .stdin(Stdio::null())
@@ -393,14 +399,9 @@ fn binary_for_state(state_dir: &Path) -> Result<PathBuf> {
 }
 
 fn run_bin(sub: &str, state_dir: &Path) -> Result<std::process::ExitStatus> {
-    let state_dir = absolute(state_dir)?;
-    let bin = binary_for_state(&state_dir)?;
-    Command::new(&bin)
-        .arg(sub)
-        .arg(format!("--state-dir={}", state_dir.display()))
-        .stdin(Stdio::null())
+    launcher(state_dir, sub)?
         .status()
-        .with_context(|| format!("run {} {sub}", bin.display()))
+        .with_context(|| format!("run the control plane's {sub}"))
 }
 
 /// The OCI registries `up` started beside the cluster (tool_registry.go):
@@ -419,14 +420,9 @@ pub struct Registries {
 /// `env` subcommand (the launcher's one source of truth, no JSON parser
 /// needed in this std-only module).
 pub fn registries(state_dir: &Path) -> Result<Registries> {
-    let state_dir = absolute(state_dir)?;
-    let bin = binary_for_state(&state_dir)?;
-    let out = Command::new(&bin)
-        .arg("env")
-        .arg(format!("--state-dir={}", state_dir.display()))
-        .stdin(Stdio::null())
+    let out = launcher(state_dir, "env")?
         .output()
-        .with_context(|| format!("run {} env", bin.display()))?;
+        .context("run the control plane's env")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let var = |name: &str| -> Result<String> {
         let prefix = format!("export {name}=");
@@ -463,6 +459,68 @@ pub fn down(state_dir: &Path) -> Result<()> {
 /// Prints components, pids, health and log files. Ok(true) when healthy.
 pub fn status(state_dir: &Path) -> Result<bool> {
     Ok(run_bin("status", state_dir)?.success())
+}
+
+/// How [`restart`] stops a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: a graceful shutdown.
+    Term,
+    /// SIGKILL: a crash.
+    Kill,
+}
+
+/// Stops one component of the cluster in `state_dir` (`etcd`,
+/// `kube-apiserver`, ...) with `signal`, keeps it down for `down_for`,
+/// starts it again with the same flags and waits until it is healthy.
+pub fn restart(
+    state_dir: &Path,
+    component: &str,
+    signal: Signal,
+    down_for: Duration,
+) -> Result<()> {
+    let signal = match signal {
+        Signal::Term => "TERM",
+        Signal::Kill => "KILL",
+    };
+    let status = launcher(state_dir, "restart")?
+        .args(["--component", component, "--signal", signal])
+        .arg(format!("--down-for={}ms", down_for.as_millis()))
+        .status()
+        .with_context(|| format!("restart {component}"))?;
+    if !status.success() {
+        bail!(
+            "restarting {component} failed ({status}); its log is in {}/logs",
+            state_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Compacts etcd's history up to its current revision, every `every` for
+/// `lasting` (once when `every` is zero), so that a watch resuming from an
+/// older resource version is answered 410 Gone. Blocks until done.
+pub fn compact(state_dir: &Path, every: Duration, lasting: Duration) -> Result<()> {
+    let status = launcher(state_dir, "compact")?
+        .arg(format!("--every={}ms", every.as_millis()))
+        .arg(format!("--for={}ms", lasting.as_millis()))
+        .stdout(Stdio::null())
+        .status()
+        .context("compact etcd")?;
+    if !status.success() {
+        bail!("compacting etcd failed ({status})");
+    }
+    Ok(())
+}
+
+/// The launcher's subcommand `sub` for the cluster in `state_dir`.
+fn launcher(state_dir: &Path, sub: &str) -> Result<Command> {
+    let state_dir = absolute(state_dir)?;
+    let mut cmd = Command::new(binary_for_state(&state_dir)?);
+    cmd.arg(sub)
+        .arg(format!("--state-dir={}", state_dir.display()))
+        .stdin(Stdio::null());
+    Ok(cmd)
 }
 
 /// A running control plane that is stopped (and its state removed) on drop.

@@ -160,6 +160,12 @@ impl TestEnv {
     /// can be created in it right away).
     pub async fn try_new() -> Result<TestEnv> {
         let kubeconfig_path = tokio::task::spawn_blocking(shared_kubeconfig).await??;
+        Self::on(kubeconfig_path).await
+    }
+
+    /// As [`TestEnv::try_new`], on the cluster of `kubeconfig_path` (a
+    /// test's private control plane, say).
+    pub async fn on(kubeconfig_path: PathBuf) -> Result<TestEnv> {
         let namespace = namespace_name();
         let client = client_for(&kubeconfig_path, Some(&namespace)).await?;
         let ns = Namespace {

@@ -58,7 +58,7 @@ impl Cluster {
     }
 }
 
-fn memcached() -> ApiResource {
+pub fn memcached() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(
         "cache.operon.dev",
         "v1alpha1",

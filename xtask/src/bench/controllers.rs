@@ -168,6 +168,11 @@ impl Running {
         self.child.id()
     }
 
+    /// operon's /metrics address (None for the baseline).
+    pub fn metrics_addr(&self) -> Option<&str> {
+        self.metrics.as_deref()
+    }
+
     fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(

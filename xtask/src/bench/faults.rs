@@ -1,7 +1,10 @@
 //! Faults: how the host comes through each fault of `host/tests/faults_e2e.rs`
 //! (a black hole between host and API server, reset connections, latency
-//! with jitter, a bandwidth squeeze; each under churn), run on a private
-//! control plane, one test at a time, three times. The test asserts what
+//! with jitter, a bandwidth squeeze, a failing admission webhook; each
+//! under churn), run on a private control plane, and of
+//! `host/tests/cluster_faults_e2e.rs` (API server and etcd restarts, etcd
+//! compaction, a 410 on the first watch, APF throttling; each test on a
+//! control plane of its own), one test at a time, three times. The test asserts what
 //! must hold (the host stays up, `/readyz` tells when caches are stale,
 //! no hot loop, no lost, duplicated or orphaned child); this section reads
 //! the figures each run prints (`FAULT <name> key=value...`) and reports
@@ -22,6 +25,8 @@ struct Run {
     lasted_s: f64,
     stale_after_s: Option<f64>,
     watch_errors: f64,
+    /// Of the watch errors, those answered 410 Gone (history expired).
+    expired: f64,
     converged_s: f64,
 }
 
@@ -37,11 +42,43 @@ fn parse(line: &str) -> Option<(String, Run)> {
             "lasted_s" => run.lasted_s = number?,
             "stale_after_s" => run.stale_after_s = number,
             "watch_errors" => run.watch_errors = number?,
+            "expired" => run.expired = number?,
             "converged_s" => run.converged_s = number?,
             _ => {}
         }
     }
     Some((name, run))
+}
+
+/// One run of a fault test binary, one test at a time: its FAULT lines.
+async fn run_tests(
+    setup: &Setup,
+    cluster: &cluster::Cluster,
+    test: &str,
+) -> Result<Vec<(String, Run)>> {
+    let mut cmd = plugins::cargo();
+    cmd.args(["test", "-p", "operon", "--test", test, "--"])
+        .args([
+            "--nocapture",
+            "--test-threads",
+            "1",
+            "--skip",
+            "compile_cache",
+        ])
+        .env("OPERON_TEST_KUBECONFIG", &cluster.kubeconfig)
+        .env("OPERON_PLUGIN_DIR", &setup.bins.plugins);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await?
+        .with_context(|| format!("running {test}"))?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        bail!(
+            "{test} failed:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(text.lines().filter_map(parse).collect())
 }
 
 pub async fn section(setup: &Setup) -> Result<Section> {
@@ -50,44 +87,27 @@ pub async fn section(setup: &Setup) -> Result<Section> {
     let mut by_fault: BTreeMap<String, Vec<Run>> = BTreeMap::new();
     for n in 1..=runs {
         eprintln!("xtask bench: faults, run {n} of {runs}");
-        let mut cmd = plugins::cargo();
-        cmd.args(["test", "-p", "operon", "--test", "faults_e2e", "--"])
-            .args([
-                "--nocapture",
-                "--test-threads",
-                "1",
-                "--skip",
-                "compile_cache",
-            ])
-            .env("OPERON_TEST_KUBECONFIG", &cluster.kubeconfig)
-            .env("OPERON_PLUGIN_DIR", &setup.bins.plugins);
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await?
-            .context("running the faults tests")?;
-        let text = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            bail!(
-                "the faults tests failed:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        for (name, run) in text.lines().filter_map(parse) {
-            by_fault.entry(name).or_default().push(run);
+        for test in ["faults_e2e", "cluster_faults_e2e"] {
+            for (name, run) in run_tests(setup, &cluster, test).await? {
+                by_fault.entry(name).or_default().push(run);
+            }
         }
     }
     if by_fault.is_empty() {
         bail!("the faults tests printed no FAULT line");
     }
     let mut md = String::new();
-    writeln!(md, "## Faults: the connection to the API server\n")?;
     writeln!(
         md,
-        "Each fault of `host/tests/faults_e2e.rs`, under churn (sizes changed, parents created and deleted every 100 ms), the host behind Toxiproxy (silent death: behind the tests' relay, which freezes its open connections) with `--request-timeout-s 5 --watch-timeout-s 5`. Medians of {runs} run(s) (`cargo xtask bench --only faults`); lost, duplicated and orphaned children are asserted 0 by the test.\n"
+        "## Faults: the connection to the API server, and the control plane\n"
     )?;
     writeln!(
         md,
-        "| fault | lasted | /readyz stale after | watch errors | converged after it ended (silent death: after it began) | lost / duplicated / orphaned |"
+        "Each fault of `host/tests/faults_e2e.rs` and `host/tests/cluster_faults_e2e.rs`, under churn (sizes changed, parents created and deleted every 100 ms), the host with `--request-timeout-s 5 --watch-timeout-s 5`, behind Toxiproxy where its connection is the fault (silent death: behind the tests' relay, which freezes its open connections); the restarts, compaction and throttling each on a control plane of their own (1 node). Medians of {runs} run(s) (`cargo xtask bench --only faults`); lost, duplicated and orphaned children are asserted 0 by the test.\n"
+    )?;
+    writeln!(
+        md,
+        "| fault | lasted | /readyz stale after | watch errors (of which 410) | converged after it ended (silent death: after it began) | lost / duplicated / orphaned |"
     )?;
     writeln!(md, "| --- | --- | --- | --- | --- | --- |")?;
     for (name, runs) in &by_fault {
@@ -103,8 +123,9 @@ pub async fn section(setup: &Setup) -> Result<Section> {
         };
         writeln!(
             md,
-            "| {name} | {lasted} | {stale} | {:.0} | {:.1} s | 0 / 0 / 0 |",
+            "| {name} | {lasted} | {stale} | {:.0} ({:.0}) | {:.1} s | 0 / 0 / 0 |",
             median(|r| r.watch_errors).max(0.0),
+            median(|r| r.expired),
             median(|r| r.converged_s),
         )?;
     }
@@ -122,8 +143,9 @@ mod tests {
     #[test]
     fn reads_a_fault_line() {
         let (name, run) =
-            parse("FAULT black-hole lasted_s=30 stale_after_s=15.2 watch_errors=5 converged_s=2.3")
+            parse("FAULT black-hole lasted_s=30 stale_after_s=15.2 watch_errors=5 expired=1 converged_s=2.3")
                 .unwrap();
+        assert_eq!(run.expired, 1.0);
         assert_eq!(name, "black-hole");
         assert_eq!(
             (

@@ -11,6 +11,7 @@ use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use super::lease::{Attempt, LeaseClient, LeaseEvents};
 use super::record::{Record, jittered};
 use super::{ElectionError, ElectionOptions, Gate, Phase};
+use crate::runtime::Watching;
 use crate::server::Metrics;
 
 /// One replica's side of the election.
@@ -33,13 +34,14 @@ impl Elector {
     /// The elector, and the gate it opens while this replica leads.
     pub fn new(
         client: kube::Client,
+        watching: &Watching,
         options: ElectionOptions,
         metrics: Arc<Metrics>,
     ) -> (Elector, Gate) {
         metrics.leader_status(&options.lease, false);
         let (gate, workers) = Gate::closed();
         let elector = Elector {
-            lease: LeaseClient::new(client, options),
+            lease: LeaseClient::new(client, watching, options),
             gate,
             metrics,
         };

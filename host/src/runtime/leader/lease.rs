@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout};
 
 use super::ElectionOptions;
 use super::record::{Next, Observed, Record, next};
+use crate::runtime::Watching;
 
 /// How one round of the algorithm ended.
 #[derive(Debug, PartialEq)]
@@ -32,6 +33,8 @@ pub(super) type LeaseEvents = Pin<Box<dyn Stream<Item = Lease> + Send>>;
 /// This replica's view of the Lease and its calls to the API server.
 pub(super) struct LeaseClient {
     api: Api<Lease>,
+    /// The Lease through the watch client, with its timeout.
+    watched: (Api<Lease>, watcher::Config),
     options: ElectionOptions,
     observed: Option<Observed>,
     /// Who holds the Lease as last seen (for the admin endpoint).
@@ -39,9 +42,14 @@ pub(super) struct LeaseClient {
 }
 
 impl LeaseClient {
-    pub fn new(client: kube::Client, options: ElectionOptions) -> LeaseClient {
+    pub fn new(client: kube::Client, watching: &Watching, options: ElectionOptions) -> LeaseClient {
+        let watched = Api::namespaced(watching.client_or(&client), &options.namespace);
+        let config = watching
+            .config()
+            .fields(&format!("metadata.name={}", options.lease));
         LeaseClient {
             api: Api::namespaced(client, &options.namespace),
+            watched: (watched, config),
             options,
             observed: None,
             holder: watch::Sender::new(None),
@@ -70,9 +78,8 @@ impl LeaseClient {
 
     /// Every change of the Lease, from a watch that restarts with backoff.
     pub fn events(&self) -> LeaseEvents {
-        let config =
-            watcher::Config::default().fields(&format!("metadata.name={}", self.options.lease));
-        let stream = watcher(self.api.clone(), config)
+        let (api, config) = self.watched.clone();
+        let stream = watcher(api, config)
             .default_backoff()
             .applied_objects()
             .filter_map(|r| async move {

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::record::{Next, Observed, Record, next};
 use super::*;
+use crate::runtime::Watching;
 use crate::server::{Admin, AdminError, AdminRequest, Metrics};
 use fake::Fake;
 
@@ -28,7 +29,12 @@ struct Replica {
 
 fn replica(fake: &Fake, identity: &str) -> Replica {
     let options = ElectionOptions::new("l", "ns", identity);
-    let (elector, gate) = Elector::new(fake.client(), options, Arc::new(Metrics::new()));
+    let (elector, gate) = Elector::new(
+        fake.client(),
+        &Watching::default(),
+        options,
+        Arc::new(Metrics::new()),
+    );
     let (phase, phase_rx) = watch::channel(Phase::Running);
     let changes: Arc<Mutex<Vec<(bool, Instant)>>> = Arc::default();
     let (mut seen, log) = (gate.watch(), changes.clone());

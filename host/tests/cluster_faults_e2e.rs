@@ -25,9 +25,7 @@ use operon_test_support::toxiproxy::{self, Toxiproxy};
 use serde_json::json;
 
 use common::churn::{Churn, converged};
-use common::faults::{
-    Readiness, Trial, assert_no_loop, host_through, host_with, readyz, watch_errors,
-};
+use common::faults::{Readiness, Trial, assert_no_loop, host_through, host_with, watch_errors};
 use common::host::{Host, create_memcached};
 
 /// A private control plane and a namespace on it. The namespace is
@@ -162,8 +160,10 @@ async fn etcd_compacted_while_the_host_is_cut_off() {
 /// A 410 on the very first watch (kube-rs#1042 looped on it for good):
 /// the host starts while etcd's history is compacted every 100 ms and the
 /// API server's answers reach it 300 ms late, so the revision of each
-/// first list is gone by the time its watch starts. The host is not ready
-/// while that lasts; once the compaction stops it syncs and converges.
+/// first list is gone by the time its watch starts (most of the time: a
+/// list that happens to slip between two compactions starts its watch).
+/// Each 410 is followed by a list after a backoff, not by a loop; once
+/// the compaction stops the host syncs and converges.
 /// (A first host, gone before the storm, installed the CRD.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_410_on_the_first_watch() {
@@ -195,16 +195,7 @@ async fn a_410_on_the_first_watch() {
         &kubeconfig,
         &common::faults::SHORT_TIMEOUTS,
     );
-    let mut ready_during_storm = false;
-    let mut compaction = std::pin::pin!(compaction);
-    loop {
-        tokio::select! {
-            () = &mut compaction => break,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                ready_during_storm |= readyz(&host).await.0 == 200;
-            }
-        }
-    }
+    compaction.await;
     let ended = Instant::now();
     proxy.remove(&api, "late").unwrap();
     churn.stop().await;
@@ -218,10 +209,6 @@ async fn a_410_on_the_first_watch() {
         ended.elapsed().as_secs_f64()
     );
     assert!(expired >= 1.0, "first watches were answered 410 Gone");
-    assert!(
-        !ready_during_storm,
-        "/readyz stayed 503 while no watch could start"
-    );
     assert_no_loop(errors, storm);
 }
 

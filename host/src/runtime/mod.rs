@@ -219,6 +219,7 @@ pub async fn run(engine: Engine, options: RunOptions) -> anyhow::Result<()> {
     let config = options.api.requests(&config);
     let client = kube::Client::try_from(config.clone()).context("building the request client")?;
     let metrics = Arc::new(Metrics::default());
+    metrics.watch_process();
     if let Some(counters) = engine.cache_counters() {
         metrics.watch_compile_cache(counters);
     }

@@ -407,6 +407,7 @@ pub struct Metrics {
     active: Mutex<HashMap<String, String>>,
     /// The engine's compile cache counters, rendered last.
     cache: CacheCollector,
+    process: ProcessCollector,
 }
 
 impl Default for Metrics {
@@ -426,9 +427,11 @@ impl Metrics {
         let mut registry = Registry::default();
         let cache = CacheCollector::default();
         registry.register_collector(Box::new(cache.clone()));
-        registry.register_collector(Box::new(ProcessCollector));
+        let process = ProcessCollector::default();
+        registry.register_collector(Box::new(process.clone()));
         Metrics {
             cache,
+            process,
             reconciles: Reconciles::register(&mut registry),
             calls: Calls::register(&mut registry),
             watches: Watches::register(&mut registry),
@@ -650,6 +653,13 @@ impl Metrics {
     /// Renders the engine's compile cache counters from now on.
     pub fn watch_compile_cache(&self, counters: Arc<CacheCounters>) {
         let _ = self.cache.0.set(counters);
+    }
+
+    /// Renders this process's memory, file descriptors and tasks too.
+    pub fn watch_process(&self) {
+        self.process
+            .0
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {

@@ -8,12 +8,17 @@
 //! - `operon_runtime_tasks`: tokio tasks alive (watches, controllers,
 //!   servers, reconciles in flight).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 
-#[derive(Debug, Default)]
-pub struct ProcessCollector;
+/// Off until the host turns it on ([`super::Metrics::watch_process`]):
+/// a registry of a unit test renders only what the test touched.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessCollector(pub Arc<AtomicBool>);
 
 /// `VmRSS` of `/proc/self/status` (in kB there, whatever the page size).
 fn resident_bytes() -> Option<i64> {
@@ -43,6 +48,9 @@ fn gauge(
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if !self.0.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         gauge(
             &mut encoder,
             "process_resident_memory_bytes",
@@ -74,7 +82,7 @@ mod tests {
     #[tokio::test]
     async fn reports_this_process() {
         let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(ProcessCollector));
+        registry.register_collector(Box::new(ProcessCollector(Arc::new(true.into()))));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let value = |name: &str| -> f64 {

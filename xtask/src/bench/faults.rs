@@ -72,11 +72,15 @@ async fn run_tests(
         .with_context(|| format!("running {test}"))?;
     let text = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        bail!(
-            "{test} failed:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
+        // libtest's verdicts are on stdout, the panics on stderr (among
+        // the hosts' logs): the lines that say what failed and why.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let verdicts = stdout
+            .lines()
+            .filter(|l| l.starts_with("test ") || l.contains("panicked"));
+        let mut panics = text.lines().skip_while(|l| !l.contains("panicked"));
+        let why: Vec<&str> = verdicts.chain(panics.by_ref().take(3)).collect();
+        bail!("{test} failed:\n{}", why.join("\n"));
     }
     Ok(text.lines().filter_map(parse).collect())
 }

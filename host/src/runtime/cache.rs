@@ -164,7 +164,8 @@ impl WatchFailure {
                 kube::Error::Api(status) => Some(status.code),
                 _ => None,
             },
-            watcher::Error::NoResourceVersion => Some(0),
+            // An answer without what a watch needs: not a transport fault.
+            watcher::Error::NoResourceVersion => return WatchFailure::Refused,
         };
         match code {
             Some(410) => WatchFailure::Expired,

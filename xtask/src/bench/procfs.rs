@@ -1,4 +1,5 @@
-//! What a process costs, read from /proc: CPU time and memory.
+//! What a process costs, read from /proc: CPU time, memory, file
+//! descriptors and threads.
 
 use anyhow::{Context, Result};
 
@@ -60,6 +61,25 @@ pub fn memory(pid: u32) -> Result<Memory> {
         .ok()
         .and_then(|t| kib_field(&t, "Pss:"));
     Ok(Memory { rss, pss })
+}
+
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> Result<f64> {
+    let dir = format!("/proc/{pid}/fd");
+    Ok(std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {dir}"))?
+        .count() as f64)
+}
+
+/// Threads of a process (`Threads:` of /proc/<pid>/status).
+pub fn threads(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Threads in {path}"))
 }
 
 pub fn mib(bytes: u64) -> f64 {

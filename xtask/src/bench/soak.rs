@@ -35,23 +35,6 @@ struct Sample {
     tasks: Option<f64>,
 }
 
-fn count_fds(pid: u32) -> Result<f64> {
-    let dir = format!("/proc/{pid}/fd");
-    Ok(std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {dir}"))?
-        .count() as f64)
-}
-
-fn threads(pid: u32) -> Result<f64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no Threads in {path}"))
-}
-
 fn tasks(metrics: &str) -> Result<f64> {
     let (_, text) = http_get(metrics, "/metrics")?;
     text.lines()
@@ -65,8 +48,8 @@ fn sample(r: &Running, at: f64) -> Result<Sample> {
     Ok(Sample {
         at,
         rss_mib: procfs::mib(procfs::memory(pid)?.rss),
-        fds: count_fds(pid)?,
-        threads: threads(pid)?,
+        fds: procfs::open_fds(pid)?,
+        threads: procfs::threads(pid)?,
         tasks: r.metrics_addr().map(tasks).transpose()?,
     })
 }

@@ -22,6 +22,7 @@ mod limits;
 mod output;
 pub mod state;
 mod trap;
+mod trim;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -154,12 +155,15 @@ impl Engine {
     }
 
     /// Compiles a component, or loads it from the disk cache when this exact
-    /// component was compiled before by a compatible engine.
+    /// component was compiled before by a compatible engine. What the
+    /// compile freed is handed back to the OS ([`trim`]).
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Compiled> {
-        match &self.inner.cache {
+        let compiled = match &self.inner.cache {
             Some(cache) => cache.load_or_compile(&self.inner.wasmtime, bytes),
             None => Ok(Compiled::fresh(&self.inner.wasmtime, bytes)?),
-        }
+        };
+        trim::release_freed_memory();
+        compiled
     }
 
     /// What the compile cache did so far (`None`: no cache).

@@ -5,9 +5,10 @@
 //! issue 9 it reports on), so a new one is one more line in [`run`]:
 //! - engine micro-benchmarks and Wasm vs native reconciles (`host/benches`,
 //!   run through `cargo bench`, one process each);
-//! - end to end, memory and idle CPU on private control planes, `operon run`
-//!   against the native baseline (`baselines/native-memcached`) in the same
-//!   run ([`e2e`], [`memory`], [`idle`]);
+//! - end to end, memory, idle CPU and a resync of converged parents on
+//!   private control planes, `operon run` against the native baseline
+//!   (`baselines/native-memcached`) in the same run ([`e2e`], [`memory`],
+//!   [`idle`], [`resync`]);
 //! - hot swap latency on a private control plane ([`swap`]), and from a
 //!   registry with Manual activation ([`packages`]);
 //! - leader election: handover and failover beside a restart ([`leader`]);
@@ -29,6 +30,7 @@ mod memory;
 mod packages;
 mod procfs;
 mod profile;
+mod resync;
 mod soak;
 mod stats;
 mod swap;
@@ -57,6 +59,7 @@ pub enum Only {
     Engine,
     Native,
     E2e,
+    Resync,
     Memory,
     Idle,
     Swap,
@@ -227,8 +230,9 @@ pub fn run(args: Args) -> Result<()> {
         .context("starting the tokio runtime")?;
     // A cluster section that fails (a timeout on a loaded machine, say) is
     // reported in its place; the figures of the others are not thrown away.
-    let cluster_sections: [(Only, &str, ClusterSection); 8] = [
+    let cluster_sections: [(Only, &str, ClusterSection); 9] = [
         (Only::E2e, "End to end", |s| Box::pin(e2e::section(s))),
+        (Only::Resync, "Resync", |s| Box::pin(resync::section(s))),
         (Only::Memory, "Memory", |s| Box::pin(memory::section(s))),
         (Only::Idle, "Steady state", |s| Box::pin(idle::section(s))),
         (Only::Swap, "Hot swap: swap latency", |s| {

@@ -1,6 +1,6 @@
 //! Owned children: preparing, server-side applying and pruning them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context as _;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
@@ -124,6 +124,21 @@ fn key(obj: &Value) -> (GroupKind, Option<String>, String) {
         .unwrap_or_default()
         .to_string();
     (group_kind_of(obj), ns, name)
+}
+
+/// The observed children by identity: where a desired child finds its
+/// live self.
+pub struct Observed<'a>(HashMap<(GroupKind, Option<String>, String), &'a Value>);
+
+impl<'a> Observed<'a> {
+    pub fn new(observed: &'a [Value]) -> Observed<'a> {
+        Observed(observed.iter().map(|o| (key(o), o)).collect())
+    }
+
+    /// The observed object with the identity of `child`.
+    pub fn get(&self, child: &Value) -> Option<&'a Value> {
+        self.0.get(&key(child)).copied()
+    }
 }
 
 /// The observed children that are not desired (and not already being

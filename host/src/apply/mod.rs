@@ -14,8 +14,11 @@
 //!    controlled by no one and is adopted). A refusal is
 //!    [`ApplyError::NotOurs`].
 //! 4. Children: each is [`children::prepare`]d (namespace, controller
-//!    ownerReference, `operon.dev/*` labels) and server-side applied with
-//!    field manager `operon/<plugin>` ([`children::apply`]).
+//!    ownerReference, `operon.dev/*` labels), stamped with the digest of
+//!    what is applied, and server-side applied with field manager
+//!    `operon/<plugin>` ([`children::apply`]) — unless the cached child
+//!    already is what the apply would make it ([`unchanged`]): then no
+//!    request is sent, so a reconcile that changes nothing writes nothing.
 //! 5. [`children::prune`]: observed children the answer no longer lists are
 //!    deleted. Pruning runs only after every desired child applied, so a
 //!    failed apply never leaves the parent with fewer children than before.
@@ -33,6 +36,7 @@ pub(crate) mod events;
 pub(crate) mod finalizer;
 mod patch;
 pub(crate) mod status;
+pub mod unchanged;
 pub mod validate;
 
 use anyhow::Context as _;
@@ -117,8 +121,10 @@ pub struct Writer<'a> {
 /// What [`apply_outcome`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppliedSummary {
-    /// Children server-side applied.
-    pub applied: usize,
+    /// Children server-side applied, by why ([`unchanged::Why::label`]).
+    pub applied: Vec<&'static str>,
+    /// Children left alone: the live object already was what was wanted.
+    pub unchanged: usize,
     /// Children deleted, each as `Kind namespace/name`.
     pub pruned: Vec<String>,
     /// Patches applied to non-owned objects.
@@ -147,7 +153,8 @@ impl Writer<'_> {
 
 /// Validates and applies an outcome's children, pruning and patches (steps
 /// 1–6 of the module docs). `observed_children` are the children of owned
-/// kinds controlled by this parent. Status and events are left to the
+/// kinds controlled by this parent, as cached: what a desired child is
+/// compared with before it is applied. Status and events are left to the
 /// caller.
 pub async fn apply_outcome(
     w: &Writer<'_>,
@@ -193,13 +200,14 @@ pub async fn apply_outcome(
     let desired: Vec<Value> = outcome
         .children
         .iter()
-        .map(|c| children::prepare(c.clone(), parent, w.plugin))
+        .map(|c| {
+            let mut child = children::prepare(c.clone(), parent, w.plugin);
+            unchanged::stamp(&mut child);
+            child
+        })
         .collect();
     check_claims(w, parent, &desired).await?;
-    for child in &desired {
-        let kind = w.kind_of(&validate::gvk_of(child)).await?;
-        children::apply(w.kinds, &kind, w.plugin, child).await?;
-    }
+    let (applied, same) = apply_children(w, &desired, observed_children).await?;
     let mut pruned = Vec::new();
     for stale in children::stale(&desired, observed_children) {
         let kind = w.kind_of(&validate::gvk_of(stale)).await?;
@@ -211,10 +219,37 @@ pub async fn apply_outcome(
         patch::send(w.kinds, w.plugin, p).await?;
     }
     Ok(AppliedSummary {
-        applied: desired.len(),
+        applied,
+        unchanged: same,
         pruned,
         patched: outcome.patches.len(),
     })
+}
+
+/// Step 4: each desired child applied unless its cached self already is
+/// what the apply would make it. Returns why each applied child was, and
+/// how many were left unchanged.
+async fn apply_children(
+    w: &Writer<'_>,
+    desired: &[Value],
+    observed: &[Value],
+) -> Result<(Vec<&'static str>, usize), ApplyError> {
+    let live = children::Observed::new(observed);
+    let (mut applied, mut same) = (Vec::new(), 0);
+    for child in desired {
+        match unchanged::decide(child, live.get(child)) {
+            unchanged::Decision::Unchanged => same += 1,
+            unchanged::Decision::Apply(why) => {
+                if let unchanged::Why::Drifted(at) = &why {
+                    tracing::debug!(plugin = w.plugin, child = %children::describe_obj(child), field = %at, "applying: the live child differs from what the plugin wants");
+                }
+                let kind = w.kind_of(&validate::gvk_of(child)).await?;
+                children::apply(w.kinds, &kind, w.plugin, child).await?;
+                applied.push(why.label());
+            }
+        }
+    }
+    Ok((applied, same))
 }
 
 /// Step 3: every (prepared) child is absent or this parent's already, or

@@ -4,6 +4,13 @@
 //! Plugins' `cluster.get/list` are served from these stores (never a live
 //! request per call), and every change is broadcast to the controllers
 //! subscribed to the kind, which map it to the parents it concerns.
+//!
+//! The stores are lean: [`lean`] drops each object's `managedFields` and
+//! the `kubectl.kubernetes.io/last-applied-configuration` annotation as
+//! it arrives (often half of an object's bytes, and kept for every object
+//! of every watched kind). Plugins see everything else: metadata, spec,
+//! status, data. Beside each store, an [`OwnerIndex`] finds a parent's
+//! children without a scan.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,6 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+use super::owners::{self, OwnerIndex};
 use super::queue::Priority;
 use crate::apply::claim::{Existing, Known};
 use crate::contract::cluster::{ClusterReader, ReadError};
@@ -38,6 +46,7 @@ pub struct KindWatch {
     /// The one namespace watched, when the host is limited to one.
     namespace: Option<String>,
     store: Store<DynamicObject>,
+    owners: Arc<OwnerIndex>,
     changes: broadcast::Sender<Change>,
     synced: watch::Receiver<bool>,
     /// Whether the last list or watch request failed (and no event came
@@ -80,6 +89,17 @@ impl KindWatch {
             r = r.within(namespace.unwrap_or_default());
         }
         self.store.get(&r)
+    }
+
+    /// The cached objects whose controller ownerReference is `uid`.
+    pub fn controlled_by(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
+        self.owners
+            .children(uid)
+            .into_iter()
+            .filter_map(|(ns, name)| self.get(ns.as_deref(), &name))
+            // The store may be a step ahead of the index: trust the object.
+            .filter(|o| owners::controller_uid(o) == Some(uid))
+            .collect()
     }
 
     /// What this cache knows of an object: nothing before its initial
@@ -305,13 +325,15 @@ impl Caches {
         let failed = failing.clone();
         let mut writer = reflector::store::Writer::<DynamicObject>::new(kind.resource.clone());
         let store = writer.as_reader();
+        let owners = Arc::new(OwnerIndex::default());
+        let index = owners.clone();
         let (changes, _) = broadcast::channel(4096);
         let (synced_tx, synced) = watch::channel(false);
         let sender = changes.clone();
         let metrics = self.metrics.clone();
         let label = kind.gvk.to_string();
         let task = tokio::spawn(async move {
-            let mut stream = watcher(api, config).default_backoff().boxed();
+            let mut stream = watcher(api, config).default_backoff().modify(lean).boxed();
             while let Some(event) = stream.next().await {
                 let event = match event {
                     Ok(e) => e,
@@ -327,6 +349,7 @@ impl Caches {
                     tracing::info!(kind = %label, "watch recovered");
                 }
                 writer.apply_watcher_event(&event);
+                index.apply(&event);
                 metrics.watch_events_total(&label);
                 let change = match event {
                     watcher::Event::Apply(o) => Change::Applied(Arc::new(o), Priority::High),
@@ -346,11 +369,28 @@ impl Caches {
             kind,
             namespace: self.namespace.clone(),
             store,
+            owners,
             changes,
             synced,
             failing,
             users: AtomicUsize::new(1),
             task,
+        }
+    }
+}
+
+/// The annotation `kubectl apply` (client-side) keeps a whole copy of the
+/// object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what no plugin reads and the host never needs from a cached
+/// object: its field managers and kubectl's last-applied copy.
+pub fn lean(object: &mut DynamicObject) {
+    object.metadata.managed_fields = None;
+    if let Some(annotations) = object.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            object.metadata.annotations = None;
         }
     }
 }

@@ -6,6 +6,7 @@ mod controller;
 mod crds;
 mod identity;
 pub mod leader;
+mod owners;
 mod queue;
 mod supervisor;
 #[cfg(test)]

@@ -72,6 +72,14 @@ struct ReasonLabels {
     reason: String,
 }
 
+/// What happened to one desired child: `unchanged` (no request sent) or
+/// why it was applied (`absent`, `changed`, `drifted`, `deleting`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChildApplyLabels {
+    plugin: String,
+    result: String,
+}
+
 /// A refused write's HTTP code (`none` when the API server did not answer).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
@@ -219,6 +227,7 @@ struct Calls {
     inflight_peak: Family<PluginLabels, Gauge>,
     admission_waits: Family<PluginLabels, Counter>,
     status_write_failures: Family<CodeLabels, Counter>,
+    child_applies: Family<ChildApplyLabels, Counter>,
 }
 
 impl Calls {
@@ -270,6 +279,12 @@ impl Calls {
                 r,
                 "operon_status_write_failures",
                 "Status patches of a parent the API server refused, by HTTP code (none: no answer)",
+                Family::default(),
+            ),
+            child_applies: register(
+                r,
+                "operon_child_applies",
+                "Desired children by what the host did: unchanged (the cached child already was what the plugin wants: no request) or applied because it was absent, changed, drifted or deleting",
                 Family::default(),
             ),
         }
@@ -440,6 +455,28 @@ impl Metrics {
             registry,
             active: Mutex::default(),
         }
+    }
+
+    /// Counts one child applied, and why (`absent`, `changed`, `drifted`,
+    /// `deleting`).
+    pub fn child_apply(&self, plugin: &str, why: &str) {
+        let labels = ChildApplyLabels {
+            plugin: plugin.into(),
+            result: why.into(),
+        };
+        self.calls.child_applies.get_or_create(&labels).inc();
+    }
+
+    /// Counts `n` children left alone because they were unchanged.
+    pub fn child_unchanged(&self, plugin: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let labels = ChildApplyLabels {
+            plugin: plugin.into(),
+            result: "unchanged".into(),
+        };
+        self.calls.child_applies.get_or_create(&labels).inc_by(n);
     }
 
     /// Counts one reconcile; `result` is `success`, `error`, `requeue` or `requeue_after`.

@@ -327,18 +327,30 @@ pub async fn apiserver_requests(client: &Client) -> Result<Requests> {
 /// kube-controller-manager (PUT/POST) and the harness's own creates
 /// (POST Memcached) and watches are left out.
 pub fn controller_requests(before: &Requests, after: &Requests) -> f64 {
+    between(before, after, |verb| verb != "WATCH")
+}
+
+/// As [`controller_requests`], writes only (no GET).
+pub fn controller_writes(before: &Requests, after: &Requests) -> f64 {
+    between(before, after, |verb| verb != "GET" && verb != "WATCH")
+}
+
+fn between(before: &Requests, after: &Requests, verbs: impl Fn(&str) -> bool) -> f64 {
     after
         .iter()
         .filter(|((group, resource, _, verb), _)| {
             let verb = verb.as_str();
-            match (group.as_str(), resource.as_str()) {
-                ("apps", "deployments") | ("", "services") => {
-                    matches!(verb, "APPLY" | "PATCH" | "DELETE")
+            verbs(verb)
+                && match (group.as_str(), resource.as_str()) {
+                    ("apps", "deployments") | ("", "services") => {
+                        matches!(verb, "APPLY" | "PATCH" | "DELETE")
+                    }
+                    ("cache.operon.dev", "memcacheds") => {
+                        matches!(verb, "PATCH" | "GET" | "APPLY")
+                    }
+                    ("events.k8s.io", "events") => matches!(verb, "POST" | "PATCH"),
+                    _ => false,
                 }
-                ("cache.operon.dev", "memcacheds") => matches!(verb, "PATCH" | "GET" | "APPLY"),
-                ("events.k8s.io", "events") => matches!(verb, "POST" | "PATCH"),
-                _ => false,
-            }
         })
         .map(|(k, v)| v - before.get(k).copied().unwrap_or(0.0))
         .sum()

@@ -241,12 +241,21 @@ impl Controller {
 
     /// Waits until every watch of this controller has its initial list.
     pub async fn wait_synced(&self) {
-        self.parent.wait_synced().await;
-        for w in &self.owned {
-            w.wait_synced().await;
-        }
+        self.caches_synced().await;
         // The parents listed before the subscription may have been missed.
         self.resync(Priority::Low);
+    }
+
+    /// Waits until the parent's and the owned kinds' caches hold their
+    /// initial lists (what a reconcile reads).
+    async fn caches_synced(&self) {
+        self.parent.wait_synced().await;
+        for w in &self.owned {
+            if !w.is_synced() {
+                tracing::debug!(plugin = self.name(), kind = %w.kind.gvk, "waiting for the cache of an owned kind to sync before reconciling");
+                w.wait_synced().await;
+            }
+        }
     }
 
     /// Queues every cached parent.
@@ -310,6 +319,10 @@ impl Controller {
 
     /// A worker: take a key, reconcile it, settle what it decided.
     async fn work(self: Arc<Self>) {
+        // A reconcile before the owned caches hold their initial lists
+        // would hand the plugin no children (as if none existed) and
+        // compare its answer with nothing.
+        self.caches_synced().await;
         let mut may_write = self.may_write.clone();
         // Leader election: a standby's workers wait here, the queue filling.
         while may_write.wait_open().await

@@ -97,20 +97,14 @@ impl Controller {
         }
     }
 
-    /// Stage 4's children: the objects of owned kinds this parent controls.
+    /// Stage 4's children: the objects of owned kinds this parent controls
+    /// (from each kind's owner index: no scan of the cache).
     fn observed(&self, uid: &str) -> Vec<Value> {
         self.owned
             .iter()
             .flat_map(|w| {
-                w.all()
+                w.controlled_by(uid)
                     .into_iter()
-                    .filter(|o| {
-                        o.metadata
-                            .owner_references
-                            .iter()
-                            .flatten()
-                            .any(|r| r.uid == uid && r.controller == Some(true))
-                    })
                     .map(|o| w.to_json(&o))
                     .collect::<Vec<_>>()
             })
@@ -187,9 +181,13 @@ impl Controller {
             checks: self.checks(),
             existing: &OwnedCaches(&self.owned),
         };
-        apply::apply_outcome(&writer, parent, observed, outcome)
-            .await
-            .map(|_| ())
+        let summary = apply::apply_outcome(&writer, parent, observed, outcome).await?;
+        for why in &summary.applied {
+            self.metrics.child_apply(self.name(), why);
+        }
+        self.metrics
+            .child_unchanged(self.name(), summary.unchanged as u64);
+        Ok(())
     }
 
     /// The limits and consents the answer is checked against.

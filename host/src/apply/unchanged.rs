@@ -238,9 +238,11 @@ fn differs(want: &Value, have: Option<&Value>, ctx: Context, path: &mut String) 
                 })
             })
         }
-        (Value::Number(w), Some(Value::Number(h))) => {
-            w.as_f64() != h.as_f64() || w.as_f64().is_none()
+        // Integers exactly (an f64 loses them past 2^53), else by value.
+        (Value::Number(w), Some(Value::Number(h))) if w.is_f64() || h.is_f64() => {
+            w.as_f64() != h.as_f64()
         }
+        (Value::Number(w), Some(Value::Number(h))) => w != h,
         (w, Some(h)) if ctx == Context::Quantity => !same_quantity(w, h),
         (w, Some(h)) => w != h,
     }
@@ -454,6 +456,11 @@ mod tests {
     fn numbers_compare_by_value_and_strings_exactly_outside_quantities() {
         assert_eq!(difference(&json!({"n": 3}), &json!({"n": 3.0})), None);
         assert!(difference(&json!({"n": 3}), &json!({"n": "3"})).is_some());
+        let (big, next) = (
+            json!({"n": 9_007_199_254_740_993_u64}),
+            json!({"n": 9_007_199_254_740_992_u64}),
+        );
+        assert!(difference(&big, &next).is_some());
         assert!(difference(&json!({"v": "1.0"}), &json!({"v": "1"})).is_some());
         assert_eq!(
             difference(&json!({"x": null, "e": {}, "l": []}), &json!({})),

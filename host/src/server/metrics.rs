@@ -457,24 +457,16 @@ impl Metrics {
         }
     }
 
-    /// Counts one child applied, and why (`absent`, `changed`, `drifted`,
+    /// Counts `n` desired children by what the host did: `unchanged`,
+    /// or why it applied them (`absent`, `changed`, `drifted`,
     /// `deleting`).
-    pub fn child_apply(&self, plugin: &str, why: &str) {
-        let labels = ChildApplyLabels {
-            plugin: plugin.into(),
-            result: why.into(),
-        };
-        self.calls.child_applies.get_or_create(&labels).inc();
-    }
-
-    /// Counts `n` children left alone because they were unchanged.
-    pub fn child_unchanged(&self, plugin: &str, n: u64) {
+    pub fn child_applies(&self, plugin: &str, result: &str, n: u64) {
         if n == 0 {
             return;
         }
         let labels = ChildApplyLabels {
             plugin: plugin.into(),
-            result: "unchanged".into(),
+            result: result.into(),
         };
         self.calls.child_applies.get_or_create(&labels).inc_by(n);
     }

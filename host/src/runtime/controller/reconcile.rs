@@ -183,10 +183,11 @@ impl Controller {
         };
         let summary = apply::apply_outcome(&writer, parent, observed, outcome).await?;
         for why in &summary.applied {
-            self.metrics.child_apply(self.name(), why);
+            self.metrics.child_applies(self.name(), why, 1);
         }
+        let unchanged = summary.unchanged as u64;
         self.metrics
-            .child_unchanged(self.name(), summary.unchanged as u64);
+            .child_applies(self.name(), "unchanged", unchanged);
         Ok(())
     }
 

@@ -41,6 +41,7 @@ pub fn build(root: &Path, out_dir: &Path) -> Result<PathBuf> {
         WIT_BINDGEN_VERSION,
         "wit-bindgen",
         &format!("wit-bindgen-{WIT_BINDGEN_VERSION}"),
+        "c",
     )?;
     let wasm_tools = wasm_tools()?;
     let adapter = reactor_adapter()?;

@@ -230,7 +230,18 @@ fn find_go() -> Result<PathBuf> {
 
 /// Installs a crates.io binary into `<toolchains>/<dir>` with `cargo
 /// install --locked` unless already there; returns the binary.
-pub(super) fn cargo_install(krate: &str, version: &str, bin: &str, dir: &str) -> Result<PathBuf> {
+///
+/// Only `features` are built (`--no-default-features`): the default
+/// features of `wasm-tools` and `wit-bindgen-cli` compile every subcommand
+/// and every language, about 15 of a cold CI run's minutes for the two
+/// subcommands the examples use.
+pub(super) fn cargo_install(
+    krate: &str,
+    version: &str,
+    bin: &str,
+    dir: &str,
+    features: &str,
+) -> Result<PathBuf> {
     let root = toolchains_root().join(dir);
     let exe = root.join("bin").join(bin);
     if root.join(READY_MARKER).exists() && exe.exists() {
@@ -251,6 +262,9 @@ pub(super) fn cargo_install(krate: &str, version: &str, bin: &str, dir: &str) ->
                 krate,
                 "--version",
                 version,
+                "--no-default-features",
+                "--features",
+                features,
                 "--root",
             ])
             .arg(&root),
@@ -266,6 +280,8 @@ pub(super) fn wasm_tools() -> Result<PathBuf> {
         WASM_TOOLS_VERSION,
         "wasm-tools",
         &format!("wasm-tools-{WASM_TOOLS_VERSION}"),
+        // `component embed` and `component new`.
+        "component",
     )
 }
 

@@ -99,6 +99,7 @@ struct Inner {
 impl Engine {
     /// Builds the engine and starts its epoch clock.
     pub fn new(config: EngineConfig) -> anyhow::Result<Engine> {
+        trim::bound_arena_tops();
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(config.epoch)

@@ -18,8 +18,8 @@
 //!   10 MiB in use (`malloc_stats` through gdb), anonymous memory rising
 //!   15 -> 83 MiB over 30 swaps. Fixing both thresholds at start
 //!   ([`bound_arena_tops`]) turns the dynamic raise off: the same 30 swaps
-//!   went 15 -> 21 MiB (debug build, the memcached example, `--keep-revisions
-//!   2`; the soak in BENCHMARKS.md has the release figures).
+//!   went 15 -> 21 MiB and stayed there for 30 min after (debug build,
+//!   the memcached example, `--keep-revisions 2`).
 //!
 //! No crate offers either (each is one libc call); a different allocator
 //! (jemalloc, mimalloc) would mean a C build and a second allocator's

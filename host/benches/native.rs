@@ -134,7 +134,7 @@ fn cases() -> Vec<Case> {
     };
     let (parent, observed) = fixture("examples/rust-memcached/fixtures");
     let (pg, pg_observed) = fixture("plugins/postgres/fixtures/running");
-    vec![
+    let mut cases = vec![
         Case {
             logic: Logic::Memcached,
             label: "memcached: fixture".into(),
@@ -156,13 +156,16 @@ fn cases() -> Vec<Case> {
             parent: text(&pg),
             observed: pg_observed.iter().map(text).collect(),
         },
-        Case {
-            logic: Logic::Postgres,
-            label: "postgres: 300 more users and databases".into(),
-            parent: text(&many_users(pg, 300)),
-            observed: pg_observed.iter().map(text).collect(),
-        },
-    ]
+    ];
+    // How the reconcile grows with the spec: each user is a Secret, a role,
+    // a database and its grants, so the time should grow linearly.
+    cases.extend([10, 100, 300, 1000].map(|n| Case {
+        logic: Logic::Postgres,
+        label: format!("postgres: {n} more users and databases"),
+        parent: text(&many_users(pg.clone(), n)),
+        observed: pg_observed.iter().map(text).collect(),
+    }));
+    cases
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

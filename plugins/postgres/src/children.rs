@@ -12,7 +12,7 @@ use base64::alphabet;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::POSTGRES_PORT;
@@ -128,14 +128,16 @@ impl Cluster<'_> {
         l.extend(labels);
         let mut a = self.spec.metadata.annotations.clone();
         a.extend(annotations);
-        let mut m = json!({"name": name, "labels": l});
+        let mut m = Map::new();
+        m.insert("name".into(), name.into());
+        m.insert("labels".into(), strings(l));
         if !a.is_empty() {
-            m["annotations"] = json!(a);
+            m.insert("annotations".into(), strings(a));
         }
         if let Some(ns) = self.namespace {
-            m["namespace"] = json!(ns);
+            m.insert("namespace".into(), ns.into());
         }
-        m
+        Value::Object(m)
     }
 
     /// Pod template metadata: the same labels and annotations, no name.
@@ -180,40 +182,43 @@ impl Cluster<'_> {
         password: &str,
         dbname: &str,
     ) -> Value {
-        let host = self.host("rw");
-        let mut data = BTreeMap::from([
-            ("user".to_string(), user.to_string()),
-            ("username".to_string(), user.to_string()),
-            ("password".to_string(), password.to_string()),
-            ("host".to_string(), host.clone()),
-            ("port".to_string(), POSTGRES_PORT.to_string()),
-            ("dbname".to_string(), dbname.to_string()),
-            (
-                "uri".to_string(),
-                format!("postgresql://{user}:{password}@{host}:{POSTGRES_PORT}/{dbname}"),
+        let (host, port) = (self.host("rw"), POSTGRES_PORT.to_string());
+        let mut data = Map::new();
+        let mut put = |key: &str, value: &str| {
+            data.insert(key.into(), base64(value.as_bytes()).into());
+        };
+        put("user", user);
+        put("username", user);
+        put("password", password);
+        put("host", &host);
+        put("port", &port);
+        put("dbname", dbname);
+        put(
+            "uri",
+            &format!("postgresql://{user}:{password}@{host}:{POSTGRES_PORT}/{dbname}"),
+        );
+        put(
+            "jdbc-uri",
+            &format!(
+                "jdbc:postgresql://{host}:{POSTGRES_PORT}/{dbname}?password={password}&user={user}"
             ),
-            (
-                "jdbc-uri".to_string(),
-                format!(
-                    "jdbc:postgresql://{host}:{POSTGRES_PORT}/{dbname}?password={password}&user={user}"
-                ),
-            ),
-        ]);
+        );
         if self.spec.pooler.enabled {
             let pooler = self.host("pooler");
-            data.insert("pgbouncer-host".into(), pooler.clone());
-            data.insert("pgbouncer-port".into(), POSTGRES_PORT.to_string());
-            data.insert(
-                "pgbouncer-uri".into(),
-                format!("postgresql://{user}:{password}@{pooler}:{POSTGRES_PORT}/{dbname}"),
+            put("pgbouncer-host", &pooler);
+            put("pgbouncer-port", &port);
+            put(
+                "pgbouncer-uri",
+                &format!("postgresql://{user}:{password}@{pooler}:{POSTGRES_PORT}/{dbname}"),
             );
         }
-        json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": self.meta(secret, "credentials"),
-            "type": "Opaque",
-            "data": data.into_iter().map(|(k, v)| (k, Value::String(base64(v.as_bytes())))).collect::<BTreeMap<_, _>>(),
-        })
+        object([
+            ("apiVersion", "v1".into()),
+            ("kind", "Secret".into()),
+            ("metadata", self.meta(secret, "credentials")),
+            ("type", "Opaque".into()),
+            ("data", Value::Object(data)),
+        ])
     }
 
     /// The ConfigMap every instance mounts: configuration and entrypoint.
@@ -423,11 +428,16 @@ impl Cluster<'_> {
         if let Some(c) = spec["containers"][0].as_object_mut() {
             c.insert("image".into(), json!(image));
         }
-        json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": self.meta(name, component),
-            "spec": {"backoffLimit": 6, "template": {"metadata": pod_meta, "spec": spec}},
-        })
+        let template = object([("metadata", pod_meta), ("spec", spec)]);
+        object([
+            ("apiVersion", "batch/v1".into()),
+            ("kind", "Job".into()),
+            ("metadata", self.meta(name, component)),
+            (
+                "spec",
+                object([("backoffLimit", 6.into()), ("template", template)]),
+            ),
+        ])
     }
 
     /// The SQL Job for `script`, named by the hash of what it applies (the
@@ -459,7 +469,10 @@ impl Cluster<'_> {
         let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
         let hash = short_hash(&refs);
         let name = format!("{}-sql-{hash}", self.name);
-        let pod = json!({"containers": [{"name": "sql", "command": ["sh", "-c", conf::JOB_SH], "env": env}]});
+        // `env` moved in, not through `json!` (which would copy it whole).
+        let mut pod =
+            json!({"containers": [{"name": "sql", "command": ["sh", "-c", conf::JOB_SH]}]});
+        pod["containers"][0]["env"] = Value::Array(env);
         (hash, self.job(&name, "sql", image, pod))
     }
 
@@ -600,6 +613,26 @@ impl Cluster<'_> {
 }
 
 /// Standard base64 with padding, as Secret `data` wants it.
+/// A JSON object of these fields, the values moved in: `json!` would
+/// serialize a `Value` it is given again, a deep copy on the per-user path.
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// A JSON object of string values.
+fn strings(map: BTreeMap<String, String>) -> Value {
+    Value::Object(
+        map.into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
 pub fn base64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }

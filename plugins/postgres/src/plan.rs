@@ -91,10 +91,22 @@ fn kind_of<'a>(req: &'a Request, api_version: &str, kind: &str) -> Vec<&'a Value
         .collect()
 }
 
+/// The observed Secrets by name (the first of a name, as
+/// `find_observed` would), so that each user's password is one lookup: a
+/// cluster with hundreds of users observes as many Secrets.
+fn observed_secrets(req: &Request) -> BTreeMap<&str, &Value> {
+    let mut by_name = BTreeMap::new();
+    for secret in kind_of(req, "v1", "Secret") {
+        if let Some(name) = secret["metadata"]["name"].as_str() {
+            by_name.entry(name).or_insert(secret);
+        }
+    }
+    by_name
+}
+
 /// The password in an observed Secret, if there is a usable one.
-fn observed_password(req: &Request, secret: &str) -> Option<String> {
-    let s = req.find_observed("v1", "Secret", secret)?;
-    let bytes = unbase64(s["data"]["password"].as_str()?)?;
+fn secret_password(secret: &Value) -> Option<String> {
+    let bytes = unbase64(secret["data"]["password"].as_str()?)?;
     String::from_utf8(bytes).ok().filter(|p| !p.is_empty())
 }
 
@@ -431,8 +443,12 @@ impl<'a> Render<'a> {
         self.resp = std::mem::take(&mut self.resp).requeue_after(after);
     }
 
-    fn password(&mut self, secret: &str) -> String {
-        observed_password(self.req, secret).unwrap_or_else(password::generate)
+    /// The password of `secret` among the observed `secrets`, else a new one.
+    fn password(secrets: &BTreeMap<&str, &Value>, secret: &str) -> String {
+        secrets
+            .get(secret)
+            .and_then(|s| secret_password(s))
+            .unwrap_or_else(password::generate)
     }
 
     /// The whole render, in the order of the module's decisions. Each step
@@ -500,8 +516,9 @@ impl<'a> Render<'a> {
 
     /// Hands the children gathered so far to the response.
     fn finish_children(&mut self) {
-        let children = std::mem::take(&mut self.children);
-        self.resp = std::mem::take(&mut self.resp).children(children);
+        // Moved, not through `Response::children`: its `Serialize` bound
+        // would copy each `Value` whole.
+        self.resp.children.append(&mut self.children);
     }
 
     /// Credentials, configuration and Services. Passwords are generated
@@ -509,8 +526,9 @@ impl<'a> Render<'a> {
     /// for the pooler.
     fn credentials(&mut self) -> String {
         let (cl, spec) = (self.cl, self.spec());
-        let superuser = self.password(&cl.superuser_secret());
-        let replication = self.password(&cl.replication_secret());
+        let secrets = observed_secrets(self.req);
+        let superuser = Self::password(&secrets, &cl.superuser_secret());
+        let replication = Self::password(&secrets, &cl.replication_secret());
         self.children.extend([
             cl.credentials_secret(&cl.superuser_secret(), "postgres", &superuser, "postgres"),
             cl.credentials_secret(
@@ -526,7 +544,7 @@ impl<'a> Render<'a> {
             .filter(|u| u.ensure == Ensure::Present && u.password_secret_ref.is_none())
         {
             let secret = cl.user_secret(&user.name);
-            let pw = self.password(&secret);
+            let pw = Self::password(&secrets, &secret);
             self.user_passwords.insert(user.name.clone(), pw.clone());
             let db = user.databases.first().map_or("postgres", String::as_str);
             self.children

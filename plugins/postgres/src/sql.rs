@@ -7,6 +7,7 @@
 //! (`[a-z_][a-z0-9_]*`) and still quoted; passwords never appear in the
 //! script: psql reads them from the environment (`\getenv`, psql 15+).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::spec::{ClusterSpec, DataLoad, Ensure, LoadFormat, LoadMode};
@@ -131,23 +132,31 @@ fn database_grants(s: &mut String, spec: &ClusterSpec) {
 /// Per database: schema privileges (PUBLIC lost CREATE on public in 15)
 /// and extensions, which live in each database.
 fn inside_databases(s: &mut String, spec: &ClusterSpec) {
+    // Each database's grantees, present users in spec order, gathered in
+    // one pass (a user × database scan is quadratic in large specs).
+    let mut grantees: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for user in spec.users.iter().filter(|u| u.ensure == Ensure::Present) {
+        for db in &user.databases {
+            let users = grantees.entry(db.as_str()).or_default();
+            if users.last() != Some(&user.name.as_str()) {
+                users.push(&user.name);
+            }
+        }
+    }
     for db in spec
         .databases
         .iter()
         .filter(|d| d.ensure == Ensure::Present)
     {
-        let grantees: Vec<String> = spec
-            .users
-            .iter()
-            .filter(|u| u.ensure == Ensure::Present && u.databases.contains(&db.name))
-            .map(|u| quote_ident(&u.name))
-            .collect();
+        let grantees = grantees
+            .get(db.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
         if grantees.is_empty() && db.extensions.is_empty() {
             continue;
         }
         let _ = writeln!(s, "\n\\connect {}", quote_ident(&db.name));
-        for g in &grantees {
-            let _ = writeln!(s, "GRANT ALL ON SCHEMA public TO {g};");
+        for g in grantees {
+            let _ = writeln!(s, "GRANT ALL ON SCHEMA public TO {};", quote_ident(g));
         }
         for ext in &db.extensions {
             let _ = writeln!(s, "CREATE EXTENSION IF NOT EXISTS {};", quote_ident(ext));
@@ -239,4 +248,45 @@ pub fn load_script(load: &DataLoad) -> String {
     }
     s.push_str("COMMIT;\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> ClusterSpec {
+        serde_json::from_value(json).expect("spec")
+    }
+
+    /// Schema grants follow the spec's user order, once per user even when
+    /// a user lists the database twice, and skip absent users.
+    #[test]
+    fn schema_grants_in_user_order_once_each() {
+        let spec = spec(serde_json::json!({
+            "version": 16,
+            "storage": {"size": "1Gi"},
+            "users": [
+                {"name": "zed", "databases": ["app", "app"]},
+                {"name": "gone", "databases": ["app"], "ensure": "absent"},
+                {"name": "amy", "databases": ["app"]}
+            ],
+            "databases": [{"name": "app"}]
+        }));
+        let script = users_script(&spec).expect("script");
+        let inside = script
+            .split("\\connect \"app\"\n")
+            .nth(1)
+            .expect("a section for app");
+        let grants: Vec<&str> = inside
+            .lines()
+            .take_while(|l| l.starts_with("GRANT ALL ON SCHEMA"))
+            .collect();
+        assert_eq!(
+            grants,
+            [
+                "GRANT ALL ON SCHEMA public TO \"zed\";",
+                "GRANT ALL ON SCHEMA public TO \"amy\";"
+            ]
+        );
+    }
 }

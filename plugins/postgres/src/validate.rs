@@ -157,8 +157,8 @@ fn instances_and_storage(spec: &ClusterSpec) -> Result<(), Invalid> {
 }
 
 /// The databases users and data loads may name: the present ones and
-/// `postgres`.
-fn present_databases(spec: &ClusterSpec) -> Vec<&str> {
+/// `postgres` (a set: specs with hundreds of users look each one up).
+fn present_databases(spec: &ClusterSpec) -> BTreeSet<&str> {
     spec.databases
         .iter()
         .filter(|d| d.ensure == Ensure::Present)
@@ -203,7 +203,7 @@ fn users_and_databases(spec: &ClusterSpec) -> Result<(), Invalid> {
             )));
         }
     }
-    let present_users: Vec<&str> = spec
+    let present_users: BTreeSet<&str> = spec
         .users
         .iter()
         .filter(|u| u.ensure == Ensure::Present)

@@ -98,7 +98,7 @@ async fn resolve(kinds: &Kinds, plugins: &[Arc<Plugin>], gvk: &Gvk) -> anyhow::R
 }
 
 /// The resolved kind a CRD (JSON) defines, when it defines `gvk`.
-fn from_crd(text: &str, gvk: &Gvk) -> Option<Resolved> {
+pub(crate) fn from_crd(text: &str, gvk: &Gvk) -> Option<Resolved> {
     let crd: Value = serde_json::from_str(text).ok()?;
     let spec = crd.get("spec")?;
     let names = spec.get("names")?;

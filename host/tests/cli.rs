@@ -323,3 +323,79 @@ fn cluster_reads_are_served_from_related_objects_within_the_read_grant() {
         "Secrets need their own grant: {secret}"
     );
 }
+
+/// A Widget parent in namespace `demo`, written to a temporary file.
+fn widget_parent(dir: &Path) -> std::path::PathBuf {
+    let parent = dir.join("widget.yaml");
+    std::fs::write(
+        &parent,
+        "apiVersion: test.operon.dev/v1\nkind: Widget\n\
+         metadata: {name: w, namespace: demo, uid: 0b6f1c2e-1111-4222-8333-944455556666}\n\
+         spec: {}\n",
+    )
+    .unwrap();
+    parent
+}
+
+#[test]
+fn reconcile_refuses_a_child_of_a_kind_not_owned_as_run_does() {
+    let dir = common::temp_dir("cli-foreign-kind");
+    let parent = widget_parent(&dir);
+    let wasm = common::component("test-plugin-hostile");
+    let out = operon(&[
+        "reconcile",
+        path(&wasm),
+        "--parent",
+        path(&parent),
+        "--config",
+        "mode=foreign-kind",
+    ]);
+    assert_fails(
+        &out,
+        5,
+        &[
+            "operon run would refuse",
+            "child #0 (Ingress demo/w)",
+            "kind networking.k8s.io/v1/Ingress is not owned by plugin hostile",
+        ],
+    );
+}
+
+#[test]
+fn reconcile_applies_the_grants_limits_as_run_does() {
+    let dir = common::temp_dir("cli-grant-limits");
+    let refused = |limits: &str, needles: &[&str]| {
+        let grants = dir.join("grants.yaml");
+        std::fs::write(
+            &grants,
+            format!("plugins:\n  memcached:\n    limits: {limits}\n"),
+        )
+        .unwrap();
+        let out = memcached_reconcile(&["--grants", path(&grants)]);
+        assert_fails(&out, 5, needles);
+    };
+    // The memcached answer: a Deployment and a Service.
+    refused(
+        "{maxChildren: 1}",
+        &["returned 2 children; at most 1", "limits.maxChildren"],
+    );
+    refused(
+        "{childKib: 0}",
+        &["child #0 (Deployment demo/example)", "limits.childKib"],
+    );
+    refused("{statusKib: 0}", &["the status", "limits.statusKib"]);
+    refused("{responseKib: 1}", &["the answer", "limits.responseKib"]);
+    // Within its limits the same answer passes.
+    let grants = dir.join("grants.yaml");
+    std::fs::write(
+        &grants,
+        "plugins:\n  memcached:\n    limits: {maxChildren: 2}\n",
+    )
+    .unwrap();
+    json_stdout(&memcached_reconcile(&[
+        "--grants",
+        path(&grants),
+        "-o",
+        "json",
+    ]));
+}

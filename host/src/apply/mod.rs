@@ -45,6 +45,7 @@ use serde_json::Value;
 use crate::api::concise;
 use crate::contract::{Gvk, Outcome, Registration};
 use crate::kinds::{Kinds, Resolved};
+use crate::plugin::Plugin;
 use claim::{Claim, Existing, Known};
 
 /// Default limit on the number of children of one parent.
@@ -101,6 +102,48 @@ pub struct Checks {
     /// [`validate::WriteGrant::confined`]). A grant check, so the test hook
     /// lifts it and the API server's RBAC is what refuses.
     pub confined: bool,
+}
+
+impl Checks {
+    /// What a plugin's limits and grant allow, grants enforced and no
+    /// tenant confinement: what `operon reconcile` checks offline. The
+    /// runtime sets the last two from its options.
+    pub fn of(plugin: &Plugin) -> Checks {
+        let (limits, grant) = (plugin.limits(), plugin.grant());
+        Checks {
+            max_children: limits.max_children,
+            sizes: validate::SizeLimits {
+                child: limits.child_bytes,
+                status: limits.status_bytes,
+                response: limits.response_bytes,
+            },
+            enforce_grants: true,
+            adopt: grant.adopt,
+            service_account_tokens: grant.service_account_tokens,
+            confined: false,
+        }
+    }
+}
+
+/// Steps 1 and 2: the checks of a whole answer that need no API call, made
+/// here for the running host and for `operon reconcile` alike, so an
+/// answer refused in the cluster is refused offline too. `scope` says
+/// whether a kind is namespaced (`None`: not known).
+pub fn check_answer(
+    outcome: &Outcome,
+    reg: &Registration,
+    parent: &Value,
+    checks: &Checks,
+    scope: &dyn Fn(&Gvk) -> Option<bool>,
+) -> Result<(), ApplyError> {
+    validate::check_sizes(outcome, &checks.sizes)?;
+    let grant = validate::WriteGrant {
+        max_children: checks.max_children,
+        service_account_tokens: checks.service_account_tokens || !checks.enforce_grants,
+        confined: checks.confined && checks.enforce_grants,
+    };
+    validate::check(outcome, reg, parent, &grant, scope)?;
+    Ok(())
 }
 
 /// Who applies, for which plugin, with what: everything [`apply_outcome`]
@@ -163,7 +206,6 @@ pub async fn apply_outcome(
     outcome: &Outcome,
 ) -> Result<AppliedSummary, ApplyError> {
     let checks = &w.checks;
-    validate::check_sizes(outcome, &checks.sizes)?;
     let widened;
     let reg = if checks.enforce_grants {
         w.registration
@@ -190,12 +232,7 @@ pub async fn apply_outcome(
         scopes.insert(gvk.group_kind(), w.kind_of(gvk).await?.namespaced);
     }
     let scope = |g: &Gvk| w.scope(g).or_else(|| scopes.get(&g.group_kind()).copied());
-    let grant = validate::WriteGrant {
-        max_children: checks.max_children,
-        service_account_tokens: checks.service_account_tokens || !checks.enforce_grants,
-        confined: checks.confined && checks.enforce_grants,
-    };
-    validate::check(outcome, reg, parent, &grant, &scope)?;
+    check_answer(outcome, reg, parent, checks, &scope)?;
 
     let desired: Vec<Value> = outcome
         .children

@@ -106,7 +106,9 @@ pub struct WriteGrant {
 /// Why an answer is refused whole.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {
-    #[error("plugin {plugin} returned {count} children; at most {max} are allowed per parent")]
+    #[error(
+        "plugin {plugin} returned {count} children; at most {max} are allowed per parent (raise limits.maxChildren in the plugin's grant)"
+    )]
     TooManyChildren {
         plugin: String,
         count: usize,
@@ -553,7 +555,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             run(&out, true).unwrap_err(),
-            "plugin memcached returned 4 children; at most 3 are allowed per parent"
+            "plugin memcached returned 4 children; at most 3 are allowed per parent (raise limits.maxChildren in the plugin's grant)"
         );
     }
 

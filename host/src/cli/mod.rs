@@ -11,6 +11,7 @@ mod push;
 mod rbac;
 mod reconcile;
 mod run;
+mod scopes;
 
 use std::path::PathBuf;
 
@@ -87,6 +88,10 @@ pub enum ExitCode {
     PluginError = 3,
     /// The plugin trapped, hit a limit, or answered malformed output.
     Trap = 4,
+    /// The plugin answered what `operon run` would refuse to apply: a kind
+    /// it does not own, another namespace, more children or bytes than its
+    /// grant allows.
+    Refused = 5,
 }
 
 /// An error carrying its exit code.

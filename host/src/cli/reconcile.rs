@@ -2,7 +2,10 @@
 //!
 //! The offline cluster that `cluster.get/list` read from holds the observed
 //! children and any `--related` objects, so a plugin behaves as it would
-//! against the host's watch cache.
+//! against the host's watch cache. The answer then passes the checks
+//! `operon run` makes before it applies anything (kinds owned, namespaces,
+//! duplicates, child count and sizes, against the grant given with
+//! `--grants`): what the cluster would refuse is refused here.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,8 +13,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{ExitCode, Failure, Output, input, print};
-use crate::contract::{ObjectSet, Request};
+use super::{ExitCode, Failure, Output, input, print, scopes};
+use crate::apply::{self, Checks};
+use crate::contract::{Gvk, ObjectSet, Request};
 use crate::engine::{Engine, Limits};
 use crate::plugin::{CallContext, CallError, GrantsFile, Plugin};
 
@@ -143,6 +147,18 @@ pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
         Failure::new(
             code,
             format!("plugin {} on {}: {e}", plugin.name(), ctx.subject),
+        )
+    })?;
+    let reg = plugin.registration();
+    let scope = |gvk: &Gvk| scopes::offline(reg, gvk);
+    apply::check_answer(&outcome, reg, &parent, &Checks::of(&plugin), &scope).map_err(|e| {
+        Failure::new(
+            ExitCode::Refused,
+            format!(
+                "plugin {} on {}: operon run would refuse this answer: {e}",
+                plugin.name(),
+                ctx.subject
+            ),
         )
     })?;
     print(&outcome, args.output)

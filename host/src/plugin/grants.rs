@@ -30,7 +30,7 @@
 //!     patches: [postgres.operon.dev/v1alpha1/PostgresCluster]
 //!     secrets: false
 //!     namespaces: parent          # or: all, or a list [team-a, team-b]
-//!     limits: {memoryMib: 64, timeoutMs: 500, maxChildren: 100, concurrency: 2,
+//!     limits: {memoryMib: 64, timeoutMs: 500, maxChildren: 100, outputKib: 64, concurrency: 2,
 //!              childKib: 1024, statusKib: 256, responseKib: 8192}
 //!     adopt: false                # take over existing objects no one controls
 //!     serviceAccountTokens: false # create service-account-token Secrets
@@ -109,6 +109,8 @@ pub struct LimitsSpec {
     pub timeout_ms: Option<u64>,
     pub fuel: Option<u64>,
     pub max_children: Option<usize>,
+    /// stdout and stderr kept per call, each, in KiB (the rest is dropped
+    /// and counted).
     pub output_kib: Option<usize>,
     /// Reconciles (instances) of this plugin at once: its admission limit,
     /// so a burst of its parents cannot take every slot of the shared

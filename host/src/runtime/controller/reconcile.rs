@@ -12,7 +12,6 @@ use super::finalize::Step;
 use super::next::Next;
 use super::{Controller, lock, split};
 use crate::apply::status::{self, PatchFailed, Synced, reason};
-use crate::apply::validate::SizeLimits;
 use crate::apply::{self, ApplyError, events};
 use crate::bounded;
 use crate::contract::{Outcome, PluginError, Request};
@@ -193,19 +192,10 @@ impl Controller {
 
     /// The limits and consents the answer is checked against.
     fn checks(&self) -> apply::Checks {
-        let limits = self.plugin.limits();
-        let grant = self.plugin.grant();
         apply::Checks {
-            max_children: limits.max_children,
-            sizes: SizeLimits {
-                child: limits.child_bytes,
-                status: limits.status_bytes,
-                response: limits.response_bytes,
-            },
             enforce_grants: self.options.enforce_grants,
-            adopt: grant.adopt,
-            service_account_tokens: grant.service_account_tokens,
             confined: self.options.namespace.is_some(),
+            ..apply::Checks::of(&self.plugin)
         }
     }
 

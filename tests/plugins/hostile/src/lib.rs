@@ -4,6 +4,7 @@
 //! - `flood`: 100 MB to stdout;
 //! - `many-children`: 100 000 children;
 //! - `huge-child`: one child of 100 MB;
+//! - `foreign-kind`: a child of a kind it does not own (an Ingress);
 //! - `probe`: tries a file, a socket and an environment variable, and
 //!   reports what it got in its status.
 
@@ -70,6 +71,12 @@ impl Reconciler for Hostile {
                 Ok(Response::new().children((0..100_000).map(|i| cm(format!("c{i}"), ""))))
             }
             "huge-child" => Ok(Response::new().child(cm("big".into(), &"x".repeat(100 << 20)))),
+            "foreign-kind" => {
+                Ok(Response::new().child(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": req.name(), "namespace": ns},
+                "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}})))
+            }
             "probe" => Ok(Response::new().status(probe())),
             other => Err(Error::permanent(format!("unknown mode {other:?}"))),
         }

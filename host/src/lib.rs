@@ -11,6 +11,7 @@ pub mod apply;
 pub(crate) mod bounded;
 pub mod cli;
 pub mod contract;
+pub mod crd_schema;
 pub mod engine;
 pub mod fuzzing;
 pub(crate) mod kinds;

@@ -205,6 +205,15 @@ fn every_fixture_through_the_engine_matches_its_golden_file() {
             if d.join("related.yaml").exists() {
                 cmd.arg("--related").arg(d.join("related.yaml"));
             }
+            // The invalid fixtures show the plugin's own checks, which
+            // stand behind the CRD's schema: handed over past it.
+            if d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("invalid-")
+            {
+                cmd.arg("--skip-schema");
+            }
             let parent = std::fs::read_to_string(d.join("parent.yaml")).unwrap();
             if parent.contains("deletionTimestamp") {
                 cmd.arg("--finalizing");

@@ -399,3 +399,26 @@ fn reconcile_applies_the_grants_limits_as_run_does() {
         "json",
     ]));
 }
+
+#[test]
+fn a_misspelt_spec_field_is_refused_as_kubectl_apply_would() {
+    let dir = common::temp_dir("cli-schema");
+    let fixture = std::fs::read_to_string(common::memcached_fixture("parent.yaml")).unwrap();
+    let parent = dir.join("parent.yaml");
+    std::fs::write(&parent, fixture.replace("  size: 3", "  sise: 3")).unwrap();
+    let wasm = common::component("rust-memcached");
+    let args = ["reconcile", path(&wasm), "--parent", path(&parent)];
+    assert_fails(
+        &operon(&args),
+        1,
+        &[
+            "Memcached demo/example",
+            "spec.sise: unknown field",
+            "--skip-schema",
+        ],
+    );
+    // Handed over anyway, the plugin's own parsing is what refuses it.
+    let mut skipped = args.to_vec();
+    skipped.push("--skip-schema");
+    assert_fails(&operon(&skipped), 3, &["missing field `size`"]);
+}

@@ -29,11 +29,22 @@ fn fixtures() -> PathBuf {
     common::root().join("plugins/postgres/fixtures")
 }
 
+/// Scenarios whose parent the CRD's schema refuses, so the API server would
+/// never hand it over: they show the plugin's own check, behind the
+/// schema, with `--skip-schema`.
+const SCHEMA_REFUSED: [&str; 1] = ["invalid-version"];
+
 fn reconcile(scenario: &str, extra: &[&str]) -> Output {
+    let skip = SCHEMA_REFUSED.contains(&scenario);
+    reconcile_checked(scenario, if skip { &["--skip-schema"] } else { &[] }, extra)
+}
+
+fn reconcile_checked(scenario: &str, schema: &[&str], extra: &[&str]) -> Output {
     let wasm = common::component("postgres");
     let dir = fixtures().join(scenario);
     Command::new(env!("CARGO_BIN_EXE_operon"))
         .arg("reconcile")
+        .args(schema)
         .arg(&wasm)
         .arg("--parent")
         .arg(dir.join("parent.yaml"))
@@ -92,6 +103,21 @@ fn every_scenario_matches_its_golden_file() {
         differ.is_empty(),
         "output differs from expected.yaml in {differ:?}"
     );
+}
+
+#[test]
+fn a_parent_the_crd_refuses_is_refused_offline_with_its_field() {
+    for scenario in SCHEMA_REFUSED {
+        let out = reconcile_checked(scenario, &[], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{scenario}: {stderr}");
+        assert!(out.stdout.is_empty(), "{scenario}: nothing reconciled");
+        assert!(
+            stderr.contains("PostgresCluster demo/hippo")
+                && stderr.contains("spec.version: must be one of 15, 16, 17, 18"),
+            "{scenario}: {stderr}"
+        );
+    }
 }
 
 #[test]

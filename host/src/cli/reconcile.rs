@@ -5,7 +5,8 @@
 //! against the host's watch cache. The answer then passes the checks
 //! `operon run` makes before it applies anything (kinds owned, namespaces,
 //! duplicates, child count and sizes, against the grant given with
-//! `--grants`): what the cluster would refuse is refused here.
+//! `--grants`): what the cluster would refuse is refused here. So is a
+//! parent the CRD the plugin ships would refuse ([`crd_schema`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use super::{ExitCode, Failure, Output, input, print, scopes};
 use crate::apply::{self, Checks};
 use crate::contract::{Gvk, ObjectSet, Request};
+use crate::crd_schema;
 use crate::engine::{Engine, Limits};
 use crate::plugin::{CallContext, CallError, GrantsFile, Plugin};
 
@@ -52,9 +54,39 @@ pub struct Args {
     /// what it asks for (you are the operator here).
     #[arg(long, value_name = "FILE")]
     pub grants: Option<PathBuf>,
+    /// Hand the plugin a parent its CRD's schema refuses (to test the
+    /// plugin's own checks); by default such a parent is refused as the
+    /// API server would refuse it.
+    #[arg(long)]
+    pub skip_schema: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Yaml)]
     pub output: Output,
+}
+
+/// Refuses a parent the CRD the plugin ships would refuse, listing every
+/// violation with its field path, as `kubectl apply` would.
+fn check_parent(plugin: &Plugin, parent: &Value) -> Result<(), Failure> {
+    let text = |p: &str| parent.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let (api_version, kind) = (text("/apiVersion"), text("/kind"));
+    let crds = plugin.registration().crds.iter().map(String::as_str);
+    let Some(schema) = crd_schema::find(crds, api_version, kind) else {
+        return Ok(());
+    };
+    let violations = crd_schema::validate(parent, &schema);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    Err(Failure::new(
+        ExitCode::Failure,
+        format!(
+            "{kind} {}: the API server would refuse it under the CRD plugin {} ships: {} (--skip-schema hands it to the plugin anyway)",
+            subject(parent),
+            plugin.name(),
+            list.join("; ")
+        ),
+    ))
 }
 
 /// A `--config` value that is not `KEY=VALUE`.
@@ -122,6 +154,9 @@ pub fn run(engine: &Engine, args: &Args) -> Result<(), Failure> {
     };
     let plugin = loaded
         .map_err(|e| Failure::new(ExitCode::Failure, format!("{}: {e}", args.plugin.display())))?;
+    if !args.skip_schema {
+        check_parent(&plugin, &parent)?;
+    }
     let mut request = Request::new(
         parent.to_string(),
         observed.iter().map(Value::to_string).collect(),

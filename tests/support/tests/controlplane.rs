@@ -157,17 +157,30 @@ async fn crd_established_apply_watch_and_status() -> Result<()> {
     // The API server may close a watch at any time (it does right after a
     // new CRD's storage starts); a client watches again from the last
     // version it saw, as reflectors do, and must still get the change.
+    // A watch that expired (410) is resumed as reflectors resume it: read
+    // the object again, and watch from its version.
     let seen = tokio::time::timeout(CONVERGE, async {
         let mut last = rv.clone();
         loop {
             while let Some(ev) = stream.try_next().await? {
-                if let WatchEvent::Modified(obj) | WatchEvent::Added(obj) = &ev {
-                    if obj.data["spec"]["size"] == 3 {
-                        return Ok::<_, anyhow::Error>(obj.clone());
+                match &ev {
+                    WatchEvent::Modified(obj) | WatchEvent::Added(obj) => {
+                        if obj.data["spec"]["size"] == 3 {
+                            return Ok::<_, anyhow::Error>(obj.clone());
+                        }
+                        if let Some(v) = obj.resource_version() {
+                            last = v;
+                        }
                     }
-                    if let Some(v) = obj.resource_version() {
-                        last = v;
+                    WatchEvent::Error(e) if e.code == 410 => {
+                        let now = widgets.get("w1").await?;
+                        if now.data["spec"]["size"] == 3 {
+                            return Ok(now);
+                        }
+                        last = now.resource_version().unwrap_or_default();
+                        break;
                     }
+                    _ => {}
                 }
             }
             stream = widgets.watch(&params, &last).await?.boxed();

@@ -6,6 +6,7 @@
 //! result is applied to the cluster. The [`contract`] module is the host side
 //! of the WIT package in `wit/`, the product's public API.
 
+pub(crate) mod answer_diff;
 pub(crate) mod api;
 pub mod apply;
 pub(crate) mod bounded;

@@ -422,3 +422,50 @@ fn a_misspelt_spec_field_is_refused_as_kubectl_apply_would() {
     skipped.push("--skip-schema");
     assert_fails(&operon(&skipped), 3, &["missing field `size`"]);
 }
+
+/// `operon diff` runs two builds on the same cases and names every field
+/// the new one changes; like diff(1), a difference exits non-zero.
+#[test]
+fn operon_diff_names_each_changed_field() {
+    let dir = common::temp_dir("cli-diff");
+    let (old, new) = (dir.join("v1.wasm"), dir.join("wide2.wasm"));
+    std::fs::write(&old, common::gadgets::build("v1")).unwrap();
+    std::fs::write(&new, common::gadgets::build("wide2")).unwrap();
+    let cases = dir.join("cases");
+    for (name, value) in [("one", 1), ("two", 2)] {
+        let case = cases.join(name);
+        std::fs::create_dir_all(&case).unwrap();
+        let parent = format!(
+            "apiVersion: test.operon.dev/v1\nkind: Gadget\n\
+             metadata: {{name: {name}, namespace: demo, uid: u-{name}}}\n\
+             spec: {{value: {value}}}\n"
+        );
+        std::fs::write(case.join("parent.yaml"), parent).unwrap();
+    }
+    let out = operon(&["diff", path(&old), path(&new), path(&cases)]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{report}");
+    for needle in [
+        "changed one (3 fields)",
+        "children[v1 ConfigMap demo/one].data.revision: old \"v1\", new \"wide2\"",
+        "children[v1 ServiceAccount demo/one]: old nothing, new {",
+        "status.revision: old \"v1\", new \"wide2\"",
+        "changed two (3 fields)",
+        "2 of 2 cases answered differently",
+    ] {
+        assert!(report.contains(needle), "{needle:?} in:\n{report}");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("on 2 of 2 cases"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A build compared with itself changes nothing.
+    let out = operon(&["diff", path(&old), path(&old), path(&cases)]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("same    one") && report.contains("0 of 2 cases"),
+        "{report}"
+    );
+}

@@ -1,19 +1,18 @@
 //! The conformance suite: every memcached example, whatever its language,
-//! run through the real engine on the same cases (tests/conformance), must
-//! answer exactly what the case expects.
+//! run through the real engine on the same golden cases
+//! (tests/conformance/memcached) by `operon test`, must answer exactly
+//! what each case expects.
 //!
 //! Adding a language is adding its component to [`EXAMPLES`].
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Command, Output};
 
-use operon::cli::read_objects;
-use operon::contract::{ObjectSet, PluginError, Request};
 use operon::engine::{Engine, EngineConfig, Limits};
-use operon::plugin::{CallContext, CallError, Plugin};
-use serde_json::{Value, json};
+use operon::plugin::Plugin;
+use serde_json::Value;
 
 /// The memcached examples, by component package name.
 const EXAMPLES: &[&str] = &[
@@ -27,104 +26,44 @@ const EXAMPLES: &[&str] = &[
 /// The plugin clock of every case, as in the expected files.
 const NOW: &str = "2026-01-01T00:00:00Z";
 
-fn cases() -> Vec<PathBuf> {
-    let dir = common::root().join("tests/conformance/memcached");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("expected.yaml").exists())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 5, "the cases are in {}", dir.display());
-    cases
+fn cases() -> PathBuf {
+    common::root().join("tests/conformance/memcached")
 }
 
-/// What a plugin answered, in the shape of `expected.yaml`.
-fn answer(plugin: &Plugin, case: &Path) -> Value {
-    let parent = read_objects(&case.join("parent.yaml")).unwrap().remove(0);
-    let observed = match case.join("observed.yaml") {
-        p if p.exists() => read_objects(&p).unwrap(),
-        _ => Vec::new(),
-    };
-    let mut cluster = ObjectSet::new();
-    for o in &observed {
-        cluster.insert(o.clone()).unwrap();
-    }
-    let request = Request::new(
-        parent.to_string(),
-        observed.iter().map(Value::to_string).collect(),
-        vec![],
-    );
-    let ctx = CallContext {
-        cluster: Arc::new(cluster),
-        namespace: None,
-        subject: "conformance".into(),
-        fixed_time: Some(NOW.parse::<k8s_openapi::jiff::Timestamp>().unwrap().into()),
-    };
-    match plugin.reconcile(&request, &ctx).0 {
-        Ok(outcome) => serde_json::to_value(outcome).unwrap(),
-        Err(CallError::Plugin(PluginError::Permanent(m))) => json!({"error": {"permanent": m}}),
-        Err(CallError::Plugin(PluginError::Retryable(m))) => json!({"error": {"retryable": m}}),
-        Err(other) => json!({"error": {"failed": other.to_string()}}),
-    }
+/// `operon <args> --now NOW`.
+fn operon(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_operon"))
+        .args(args)
+        .args(["--now", NOW])
+        .env_remove("OPERON_LOG")
+        .output()
+        .expect("running operon")
 }
 
-/// The first difference between two JSON values, as a path and both sides.
-fn mismatch(path: &str, expected: &Value, actual: &Value) -> Option<String> {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => {
-            for key in e.keys().chain(a.keys()) {
-                let (ev, av) = (
-                    e.get(key).unwrap_or(&Value::Null),
-                    a.get(key).unwrap_or(&Value::Null),
-                );
-                if let Some(m) = mismatch(&format!("{path}.{key}"), ev, av) {
-                    return Some(m);
-                }
-            }
-            None
-        }
-        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => e
-            .iter()
-            .zip(a)
-            .enumerate()
-            .find_map(|(i, (ev, av))| mismatch(&format!("{path}[{i}]"), ev, av)),
-        _ if expected == actual => None,
-        _ => Some(format!("{path}: expected {expected}, got {actual}")),
-    }
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
 fn every_example_passes_every_case() {
-    let engine = Engine::new(EngineConfig::default()).unwrap();
     let mut failures = Vec::new();
-    let mut runs = 0;
     for example in EXAMPLES {
-        let plugin = Plugin::load_file(&engine, &common::component(example), Limits::default())
-            .unwrap_or_else(|e| panic!("{example}: {e}"));
-        assert_eq!(
-            plugin.name(),
-            "memcached",
-            "{example} registers as memcached"
+        let wasm = common::component(example);
+        let out = operon(&["test".as_ref(), wasm.as_os_str(), cases().as_os_str()]);
+        let report = text(&out);
+        assert!(
+            report.contains("5 passed") || !out.status.success(),
+            "{example}: {report}"
         );
-        for case in cases() {
-            let expected: Value = read_objects(&case.join("expected.yaml")).unwrap().remove(0);
-            let actual = answer(&plugin, &case);
-            runs += 1;
-            if let Some(m) = mismatch("", &expected, &actual) {
-                failures.push(format!(
-                    "{example} / {}: {m}",
-                    case.file_name().unwrap().to_string_lossy()
-                ));
-            }
+        if !out.status.success() {
+            failures.push(format!("{example}:\n{report}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {runs} runs differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -150,32 +89,65 @@ fn every_example_registers_the_same_contract() {
     }
 }
 
-/// The test of the test: a changed answer is caught, with the place named.
+/// Copies a case directory.
+fn copy_case(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+/// The test of the test: a changed answer fails the case, every changed
+/// field is named with both values, and `--update` writes what the plugin
+/// answers, after which the case passes.
 #[test]
-fn the_suite_catches_a_changed_answer() {
-    let engine = Engine::new(EngineConfig::default()).unwrap();
-    let plugin =
-        Plugin::load_file(&engine, &common::component(EXAMPLES[0]), Limits::default()).unwrap();
-    let case = common::root().join("tests/conformance/memcached/progressing");
-    let expected: Value = read_objects(&case.join("expected.yaml")).unwrap().remove(0);
-    let mut actual = answer(&plugin, &case);
-    assert_eq!(mismatch("", &expected, &actual), None);
-    actual["children"][0]["spec"]["replicas"] = json!(4);
+fn operon_test_catches_a_changed_answer_and_updates_it() {
+    let dir = common::temp_dir("conformance-changed");
+    let case = dir.join("progressing");
+    copy_case(&cases().join("progressing"), &case);
+    let expected_path = case.join("expected.yaml");
+    let original = std::fs::read_to_string(&expected_path).unwrap();
+    let mut expected: Value = serde_saphyr::from_str(&original).unwrap();
+    expected["children"][0]["spec"]["replicas"] = 4.into();
+    expected["status"]["conditions"][0]["reason"] = "Elsewhere".into();
+    expected["children"].as_array_mut().unwrap().pop();
+    std::fs::write(&expected_path, serde_json::to_string(&expected).unwrap()).unwrap();
+
+    let wasm = common::component(EXAMPLES[0]);
+    let out = operon(&["test".as_ref(), wasm.as_os_str(), dir.as_os_str()]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{report}");
+    assert!(report.contains("FAIL    progressing"), "{report}");
+    assert!(
+        report
+            .contains("children[apps/v1 Deployment demo/example].spec.replicas: expected 4, got 3"),
+        "{report}"
+    );
+    assert!(
+        report.contains("status.conditions[0].reason: expected \"Elsewhere\", got"),
+        "{report}"
+    );
+    assert!(
+        report.contains("children[v1 Service demo/example]: expected nothing, got {"),
+        "{report}"
+    );
+    assert!(report.contains("0 passed, 1 failed"), "{report}");
+
+    let out = operon(&[
+        "test".as_ref(),
+        wasm.as_os_str(),
+        dir.as_os_str(),
+        "--update".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("updated progressing"), "{}", text(&out));
     assert_eq!(
-        mismatch("", &expected, &actual).as_deref(),
-        Some(".children[0].spec.replicas: expected 3, got 4")
+        std::fs::read_to_string(&expected_path).unwrap(),
+        original,
+        "--update writes what operon reconcile prints"
     );
-    actual["children"].as_array_mut().unwrap().pop();
-    assert!(
-        mismatch("", &expected, &actual)
-            .unwrap()
-            .starts_with(".children: expected")
-    );
-    let mut actual = answer(&plugin, &case);
-    actual["status"]["conditions"][0]["lastTransitionTime"] = json!(NOW);
-    assert!(
-        mismatch("", &expected, &actual)
-            .unwrap()
-            .contains("lastTransitionTime")
-    );
+    let out = operon(&["test".as_ref(), wasm.as_os_str(), dir.as_os_str()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ok      progressing"), "{}", text(&out));
 }

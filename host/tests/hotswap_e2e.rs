@@ -453,7 +453,7 @@ async fn a_shadow_candidate_reports_differences_and_changes_nothing() {
     assert_eq!(c["reconciles"], c["diffs"], "{c}");
     let sample = c["samples"][0].as_str().unwrap();
     assert!(
-        sample.contains("/data/revision is \"v1\" (active), \"v3\" (candidate)"),
+        sample.contains(".data.revision: active \"v1\", candidate \"v3\""),
         "{sample}"
     );
     let cms: Api<ConfigMap> = env.api();

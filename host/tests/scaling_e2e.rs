@@ -3,7 +3,7 @@
 //! Pods; no PostgreSQL runs in them, so the test writes the figures an
 //! exporter would: annotations on the instance Pods).
 //!
-//! - offline first: `operon reconcile` on every scenario of
+//! - offline first: `operon test` on every scenario of
 //!   `plugins/scaling/fixtures` (through the engine, with the plugin's own
 //!   grants file) gives its golden `expected.yaml` (`UPDATE_GOLDEN=1`
 //!   rewrites them); no cluster is needed for that one;
@@ -57,49 +57,27 @@ fn grants() -> PathBuf {
     plugin_dir().join("grants.yaml")
 }
 
+/// `operon test` on every scenario, with the plugin's grants file
+/// (`UPDATE_GOLDEN=1` passes `--update`).
 #[test]
 fn every_scenario_matches_its_golden_file_through_the_cli() {
-    let wasm = common::component("operon-scaling");
-    let all = common::scenarios(&fixtures());
-    assert!(all.len() >= 30, "scenarios found: {all:?}");
-    let mut differ = Vec::new();
-    for scenario in &all {
-        let dir = fixtures().join(scenario);
-        let out = Command::new(env!("CARGO_BIN_EXE_operon"))
-            .arg("reconcile")
-            .arg(&wasm)
-            .arg("--parent")
-            .arg(dir.join("parent.yaml"))
-            .arg("--related")
-            .arg(dir.join("related.yaml"))
-            .arg("--grants")
-            .arg(grants())
-            .args(["--now", "2026-01-01T00:00:00Z"])
-            // The invalid scenarios show the plugin's own checks, which
-            // stand behind the CRD's schema: handed over past it.
-            .args(scenario.starts_with("invalid-").then_some("--skip-schema"))
-            .env_remove("OPERON_LOG")
-            .output()
-            .expect("running operon");
-        assert!(
-            out.status.success(),
-            "{scenario}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let actual = String::from_utf8(out.stdout).unwrap();
-        let golden = dir.join("expected.yaml");
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&golden, &actual).unwrap();
-        }
-        let expected = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", golden.display()));
-        if actual != expected {
-            differ.push(scenario.clone());
-        }
-    }
+    assert!(common::scenarios(&fixtures()).len() >= 30);
+    let out = Command::new(env!("CARGO_BIN_EXE_operon"))
+        .arg("test")
+        .arg(common::component("operon-scaling"))
+        .arg(fixtures())
+        .arg("--grants")
+        .arg(grants())
+        .args(["--now", "2026-01-01T00:00:00Z"])
+        .args(std::env::var_os("UPDATE_GOLDEN").map(|_| "--update"))
+        .env_remove("OPERON_LOG")
+        .output()
+        .expect("running operon");
     assert!(
-        differ.is_empty(),
-        "output differs from expected.yaml in {differ:?}"
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

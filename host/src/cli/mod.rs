@@ -4,8 +4,12 @@
 //! object and the cause, and an exit code that tells scripts what kind of
 //! failure it was (see [`ExitCode`]).
 
+mod cases;
+mod diff;
+mod golden;
 mod input;
 mod inspect;
+mod offline;
 mod plugins;
 mod push;
 mod rbac;
@@ -50,6 +54,13 @@ pub struct Cli {
 pub enum Command {
     /// Run one reconcile offline and print the plugin's full response.
     Reconcile(reconcile::Args),
+    /// Run a plugin's golden cases (a directory each: parent, observed,
+    /// related, case.yaml -> expected) and show what differs; `--update`
+    /// rewrites the expected files.
+    Test(golden::Args),
+    /// What a new build would change: both builds on the same golden
+    /// cases, every changed field named.
+    Diff(diff::Args),
     /// Print a plugin's registration, imports, exports, size and compile time;
     /// for `oci://` references, the artifact in the registry, without
     /// running it.
@@ -92,6 +103,9 @@ pub enum ExitCode {
     /// it does not own, another namespace, more children or bytes than its
     /// grant allows.
     Refused = 5,
+    /// `operon test`: a case answered other than its expected file;
+    /// `operon diff`: the two builds answered differently.
+    Mismatch = 6,
 }
 
 /// An error carrying its exit code.
@@ -163,6 +177,8 @@ impl Cli {
         let engine = self.engine()?;
         match &self.command {
             Command::Reconcile(args) => reconcile::run(&engine, args),
+            Command::Test(args) => golden::run(&engine, args),
+            Command::Diff(args) => diff::run(&engine, args),
             Command::Inspect(args) => inspect::run(&engine, args),
             Command::Push(args) => push::run(&engine, args),
             Command::Run(args) => run::run(engine, args),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::answer_diff::{self, Sides};
 use crate::contract::Outcome;
 use crate::plugin::Plugin;
 
@@ -94,132 +95,18 @@ impl Candidate {
     }
 }
 
-/// The first difference between two answers, said in one line, or `None`
-/// when they ask for the same: the same children (by kind, namespace and
-/// name, with the same content), status, patches, events, requeue and
-/// finalization.
+/// The first difference between two answers, said in one line (with how
+/// many more there are), or `None` when they ask for the same: the same
+/// children (by kind, namespace and name, with the same content), status,
+/// patches, events, requeue and finalization ([`answer_diff`]).
 pub fn diff(active: &Outcome, candidate: &Outcome) -> Option<String> {
-    let a = children(&active.children);
-    let c = children(&candidate.children);
-    for (id, av) in &a {
-        match c.iter().find(|(cid, _)| cid == id) {
-            None => return Some(format!("child {id} only in the active revision's answer")),
-            Some((_, cv)) => {
-                if let Some(d) = first_difference(av, cv, "") {
-                    return Some(format!("child {id}: {d}"));
-                }
-            }
-        }
-    }
-    if let Some((id, _)) = c.iter().find(|(id, _)| !a.iter().any(|(aid, _)| aid == id)) {
-        return Some(format!("child {id} only in the candidate's answer"));
-    }
-    let null = Value::Null;
-    let (sa, sc) = (
-        active.status.as_ref().unwrap_or(&null),
-        candidate.status.as_ref().unwrap_or(&null),
-    );
-    if let Some(d) = first_difference(sa, sc, "") {
-        return Some(format!("status: {d}"));
-    }
-    if json(&active.patches) != json(&candidate.patches) {
-        return Some(format!(
-            "patches: {} in the active answer, {} in the candidate's",
-            active.patches.len(),
-            candidate.patches.len()
-        ));
-    }
-    if json(&active.events) != json(&candidate.events) {
-        return Some(format!(
-            "events: {} in the active answer, {} in the candidate's",
-            active.events.len(),
-            candidate.events.len()
-        ));
-    }
-    if active.requeue_after_ms != candidate.requeue_after_ms {
-        return Some(format!(
-            "requeue after: {:?} ms, candidate {:?} ms",
-            active.requeue_after_ms, candidate.requeue_after_ms
-        ));
-    }
-    if active.finalized != candidate.finalized {
-        return Some(format!(
-            "finalized: {}, candidate {}",
-            active.finalized, candidate.finalized
-        ));
-    }
-    None
-}
-
-/// A value as JSON, for comparing answers field by field.
-fn json<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-/// Children by `apiVersion kind namespace/name`.
-fn children(list: &[Value]) -> Vec<(String, &Value)> {
-    list.iter()
-        .map(|c| {
-            let s = |p: &str| c.pointer(p).and_then(Value::as_str).unwrap_or_default();
-            let ns = s("/metadata/namespace");
-            let name = s("/metadata/name");
-            let id = format!(
-                "{} {} {}",
-                s("/apiVersion"),
-                s("/kind"),
-                if ns.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{ns}/{name}")
-                }
-            );
-            (id, c)
-        })
-        .collect()
-}
-
-/// The first JSON path where `a` and `b` differ, with both values.
-fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
-    match (a, b) {
-        (Value::Object(ma), Value::Object(mb)) => {
-            let mut keys: Vec<&String> = ma.keys().chain(mb.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            keys.into_iter().find_map(|k| {
-                let null = Value::Null;
-                first_difference(
-                    ma.get(k).unwrap_or(&null),
-                    mb.get(k).unwrap_or(&null),
-                    &format!("{path}/{k}"),
-                )
-            })
-        }
-        (Value::Array(la), Value::Array(lb)) if la.len() == lb.len() => la
-            .iter()
-            .zip(lb)
-            .enumerate()
-            .find_map(|(i, (x, y))| first_difference(x, y, &format!("{path}/{i}"))),
-        _ if a == b => None,
-        _ => Some(format!(
-            "{} is {} (active), {} (candidate)",
-            if path.is_empty() { "/" } else { path },
-            short(a),
-            short(b)
-        )),
-    }
-}
-
-/// A value in at most 80 characters.
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() <= 80 {
-        return s;
-    }
-    let mut cut = 77;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &s[..cut])
+    let json = |o: &Outcome| serde_json::to_value(o).unwrap_or(Value::Null);
+    let changes = answer_diff::changes(&json(active), &json(candidate));
+    let first = changes.first()?.say(Sides::SHADOW);
+    Some(match changes.len() {
+        1 => first.to_string(),
+        n => format!("{first} (and {} more)", n - 1),
+    })
 }
 
 #[cfg(test)]
@@ -256,15 +143,17 @@ mod tests {
         let a = outcome(vec![cm("a", "v1")], None);
         assert_eq!(
             diff(&a, &outcome(vec![cm("a", "v2")], None)).unwrap(),
-            "child v1 ConfigMap ns/a: /data/revision is \"v1\" (active), \"v2\" (candidate)"
+            "children[v1 ConfigMap ns/a].data.revision: active \"v1\", candidate \"v2\""
         );
-        assert_eq!(
-            diff(&a, &outcome(vec![cm("a", "v1"), cm("c", "v1")], None)).unwrap(),
-            "child v1 ConfigMap ns/c only in the candidate's answer"
+        assert!(
+            diff(&a, &outcome(vec![cm("a", "v1"), cm("c", "v1")], None))
+                .unwrap()
+                .starts_with("children[v1 ConfigMap ns/c]: active nothing, candidate {")
         );
-        assert_eq!(
-            diff(&a, &outcome(vec![], None)).unwrap(),
-            "child v1 ConfigMap ns/a only in the active revision's answer"
+        assert!(
+            diff(&a, &outcome(vec![], None))
+                .unwrap()
+                .starts_with("children[v1 ConfigMap ns/a]: active {")
         );
         assert_eq!(
             diff(
@@ -272,18 +161,11 @@ mod tests {
                 &outcome(vec![cm("a", "v1")], Some(json!({"phase": "x"})))
             )
             .unwrap(),
-            "status: / is null (active), {\"phase\":\"x\"} (candidate)"
+            "status: active nothing, candidate {\"phase\":\"x\"}"
         );
-        let mut requeue = outcome(vec![cm("a", "v1")], None);
+        let mut requeue = outcome(vec![cm("a", "v2")], None);
         requeue.requeue_after_ms = Some(5);
-        assert!(diff(&a, &requeue).unwrap().starts_with("requeue after"));
-    }
-
-    #[test]
-    fn long_values_are_cut() {
-        let long = json!("x".repeat(200));
-        let d = first_difference(&long, &json!(1), "/a").unwrap();
-        assert!(d.len() < 120, "{d}");
-        assert!(d.contains("..."), "{d}");
+        let d = diff(&a, &requeue).unwrap();
+        assert!(d.ends_with("(and 1 more)"), "{d}");
     }
 }

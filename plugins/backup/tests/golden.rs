@@ -2,13 +2,13 @@
 //! `schedule`) and scenario, `parent.yaml`, `observed.yaml` and the
 //! optional `related.yaml` (what the plugin reads through the cluster)
 //! reconciled at 2026-01-01T00:00:00Z, compared with `expected.json`
-//! (`UPDATE_GOLDEN=1` rewrites them). The same files run through the real
-//! engine with `operon reconcile <wasm> --parent .. --observed ..
-//! --related .. --now 2026-01-01T00:00:00Z`.
+//! (`UPDATE_GOLDEN=1` rewrites them). The same directories are golden cases
+//! of `operon test <wasm> fixtures/<kind> --now 2026-01-01T00:00:00Z`,
+//! which runs them through the real engine.
 //!
 //! `schedule-dst` holds schedules whose point is another moment (a night
-//! daylight saving time starts or ends): each scenario also has `now.txt`,
-//! the time to reconcile at (`operon reconcile --now $(cat now.txt)`).
+//! daylight saving time starts or ends): each scenario's `case.yaml` gives
+//! the time to reconcile at (`now:`), as `operon test` reads it.
 //!
 //! Beside the whole-output comparison, the promises each scenario stands
 //! for are asserted on their own, so a golden file rewritten by mistake
@@ -87,11 +87,12 @@ fn run(kind: &str, scenario: &str) -> Value {
         cluster.insert(o);
     }
     let ctx = cluster.into_context();
-    let now = match std::fs::read_to_string(d.join("now.txt")) {
-        Ok(text) => {
-            parse_rfc3339(text.trim()).unwrap_or_else(|| panic!("{kind}/{scenario}: now.txt"))
+    let case = read_yaml(&d.join("case.yaml"));
+    let now = match case.first().and_then(|c| c["now"].as_str()) {
+        Some(text) => {
+            parse_rfc3339(text).unwrap_or_else(|| panic!("{kind}/{scenario}: case.yaml now"))
         }
-        Err(_) => parse_rfc3339(NOW).unwrap(),
+        None => parse_rfc3339(NOW).unwrap(),
     };
     let resp = match kind {
         "backup" => backup::reconcile_at(&ctx, &req, now),

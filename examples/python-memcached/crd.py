@@ -52,8 +52,8 @@ CRD = r"""{
             "description": "Memcached runs a memcached Deployment and a Service in front of it.",
             "type": "object",
             "properties": {
-              "apiVersion": { "type": "string" },
-              "kind": { "type": "string" },
+              "apiVersion": { "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources", "type": "string" },
+              "kind": { "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds", "type": "string" },
               "metadata": { "type": "object" },
               "spec": {
                 "description": "The desired memcached deployment.",
@@ -91,10 +91,12 @@ CRD = r"""{
                     "format": "int32"
                   },
                   "observedGeneration": {
+                    "description": "Set by the host after each reconcile: the metadata.generation of the spec last reconciled successfully. Left unchanged while reconciles fail.",
                     "type": "integer",
                     "format": "int64"
                   },
                   "conditions": {
+                    "description": "Set by the plugin: Ready, True with reason AllReplicasReady when all spec.size pods are ready, else False with reason Progressing; the host adds Synced, the outcome of the last reconcile.",
                     "type": "array",
                     "x-kubernetes-list-type": "map",
                     "x-kubernetes-list-map-keys": ["type"],
@@ -102,12 +104,12 @@ CRD = r"""{
                       "type": "object",
                       "required": ["type", "status", "lastTransitionTime", "reason", "message"],
                       "properties": {
-                        "type": { "type": "string", "maxLength": 316 },
-                        "status": { "type": "string", "enum": ["True", "False", "Unknown"] },
-                        "reason": { "type": "string", "maxLength": 1024 },
-                        "message": { "type": "string", "maxLength": 32768 },
-                        "lastTransitionTime": { "type": "string", "format": "date-time" },
-                        "observedGeneration": { "type": "integer", "format": "int64", "minimum": 0 }
+                        "type": { "description": "Type of condition in CamelCase, e.g. Ready.", "type": "string", "maxLength": 316 },
+                        "status": { "description": "Status of the condition, one of True, False, Unknown.", "type": "string", "enum": ["True", "False", "Unknown"] },
+                        "reason": { "description": "A programmatic identifier, in CamelCase, of the reason for the condition's last transition.", "type": "string", "maxLength": 1024 },
+                        "message": { "description": "A human readable message indicating details about the transition. This may be an empty string.", "type": "string", "maxLength": 32768 },
+                        "lastTransitionTime": { "description": "The last time the condition transitioned from one status to another (RFC 3339).", "type": "string", "format": "date-time" },
+                        "observedGeneration": { "description": "The .metadata.generation that the condition was set based upon. For instance, if .metadata.generation is currently 12, but the .status.conditions[x].observedGeneration is 9, the condition is out of date with respect to the current state of the instance.", "type": "integer", "format": "int64", "minimum": 0 }
                       }
                     }
                   }

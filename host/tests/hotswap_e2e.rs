@@ -481,3 +481,38 @@ async fn a_shadow_candidate_reports_differences_and_changes_nothing() {
     active_is(&host, &digest(&candidate)).await;
     converged(&env, &names, "v3").await;
 }
+
+/// Waits until every named gadget's ConfigMap carries `note` (the config
+/// key the revisions plugin copies).
+async fn notes_are(env: &TestEnv, names: &[String], note: &str) {
+    let cms: Api<ConfigMap> = env.api();
+    wait_until(&format!("ConfigMaps noting {note:?}"), WAIT, || async {
+        for name in names {
+            let data = cms.get(name).await?.data.unwrap_or_default();
+            if data.get("note").map(String::as_str) != Some(note) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+    .unwrap();
+}
+
+/// `operon run --config NAME:KEY=VALUE` reaches every reconcile of the
+/// plugin of that name (not another's), and still does after a swap.
+#[tokio::test]
+async fn the_hosts_config_reaches_the_plugin_across_a_swap() {
+    let env = TestEnv::new().await;
+    let flags = [
+        "--config",
+        "revisions:note=from the host",
+        "--config",
+        "someone-else:note=not this",
+    ];
+    let (host, names) = started(&env, 2, &flags, &[]).await;
+    notes_are(&env, &names, "from the host").await;
+    publish(&host.dir, FILE, &build("v2"));
+    converged(&env, &names, "v2").await;
+    notes_are(&env, &names, "from the host").await;
+}

@@ -127,6 +127,12 @@ export class ReconcileError extends Error {
 export function retryable(message: string): ReconcileError;
 /** The parent cannot be reconciled as it is (no retry until it changes). Throw it. */
 export function permanent(message: string): ReconcileError;
+/**
+ * A bug in one line with where it was thrown, innermost frame first:
+ * `TypeError: ... (at reconcile (index.js:42:10) <- ...)`. What any other
+ * exception thrown by `reconcile` becomes (as a retryable error).
+ */
+export function describeException(e: unknown): string;
 
 // ------------------------------------------------------------ time
 

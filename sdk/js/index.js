@@ -446,9 +446,31 @@ function toVariant(e) {
     return new ReconcileError(e.tag, e.val);
   }
   // An unexpected exception (a bug or bad input): retry with backoff, as the
-  // host does after a trap, but with a readable message.
-  const msg = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-  return retryable(msg);
+  // host does after a trap, but with a readable message saying where.
+  return retryable(describeException(e));
+}
+
+/** How many stack frames a bug's message names, innermost first. */
+const FRAMES = 3;
+
+/**
+ * An unexpected exception (a bug) in one line, with where it was thrown:
+ * `TypeError: cannot read property 'x' of null (at reconcile (index.js:42)
+ * <- ...)`, innermost frame first. The line reaches the host as a
+ * retryable error, so its log (and `operon reconcile`) says which line of
+ * the plugin failed. Reads the engine's `stack` (QuickJS in a component,
+ * V8 under Node): the frames are its lines that start with `at`.
+ */
+export function describeException(e) {
+  if (!(e instanceof Error)) return String(e);
+  const text = `${e.name}: ${e.message}`;
+  const frames = String(e.stack ?? "")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("at "))
+    .slice(0, FRAMES)
+    .map((l) => l.slice(3).replace(/file:\/\/\S*\/([^/\s]+)/g, "$1"));
+  return frames.length ? `${text} (at ${frames.join(" <- ")})` : text;
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   Response,
   condition,
   conditionsFromStatus,
+  describeException,
   formatRFC3339,
   gvkOf,
   permanent,
@@ -100,7 +101,19 @@ test("reconciler throws the WIT error variant", () => {
   const call = (spec) => r.reconcile({ parent: JSON.stringify({ spec }), observed: [], finalizing: false, config: [] });
   assert.throws(() => call({ fail: "permanent" }), (e) => e.tag === "permanent" && e.val === "nope");
   assert.throws(() => call({ fail: "bug" }), (e) => e.tag === "retryable" && e.val.startsWith("TypeError"));
+  // A bug names the line it was thrown at.
+  assert.throws(() => call({ fail: "bug" }), (e) => /\(at reconcile \(index\.test\.js:\d+:\d+\)/.test(e.val));
   assert.equal(call({}).finalized, false);
   assert.deepEqual(r.describe().parent, { kind: { group: "a.b", version: "v1", kind: "X" }, namespaced: true });
   assert.deepEqual(r.mapRelated("{}"), []);
+});
+
+test("describeException names the innermost frames", () => {
+  assert.equal(describeException("plain"), "plain");
+  const e = new TypeError("boom");
+  e.stack = "TypeError: boom\n    at inner (index.js:7:3)\n    at outer (file:///w/sdk/js/x.js:9:1)\n    at a\n    at b";
+  assert.equal(describeException(e), "TypeError: boom (at inner (index.js:7:3) <- outer (x.js:9:1) <- a)");
+  const bare = new Error("no stack");
+  bare.stack = undefined;
+  assert.equal(describeException(bare), "Error: no stack");
 });

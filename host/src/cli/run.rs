@@ -1,5 +1,6 @@
 //! `operon run`: the controller host against a cluster.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +62,11 @@ pub struct Args {
     /// own kinds in their parent's namespace.
     #[arg(long, value_name = "FILE")]
     pub grants: Option<PathBuf>,
+    /// Config handed to every reconcile of a plugin of the directory,
+    /// `NAME:KEY=VALUE` (NAME is the plugin's registered name); repeatable.
+    /// A plugin object takes its config from its `spec.config` instead.
+    #[arg(long = "config", value_name = "NAME:KEY=VALUE", value_parser = parse_plugin_config)]
+    pub config: Vec<(String, String, String)>,
     /// Do not install the CRDs plugins ship (a cluster admin did).
     #[arg(long)]
     pub skip_crds: bool,
@@ -189,6 +195,33 @@ impl LeaderArgs {
     }
 }
 
+/// A `--config` value that is not `NAME:KEY=VALUE`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected NAME:KEY=VALUE (NAME: the plugin's name), got {0:?}")]
+pub struct NotPluginConfig(String);
+
+fn parse_plugin_config(s: &str) -> Result<(String, String, String), NotPluginConfig> {
+    let fail = || NotPluginConfig(s.to_string());
+    let (name, entry) = s.split_once(':').ok_or_else(fail)?;
+    let (key, value) = entry.split_once('=').ok_or_else(fail)?;
+    if name.is_empty() || key.is_empty() {
+        return Err(fail());
+    }
+    Ok((name.to_string(), key.to_string(), value.to_string()))
+}
+
+/// The `--config` flags by plugin name, in the order given.
+fn plugin_config(flags: &[(String, String, String)]) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut by_plugin: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (name, key, value) in flags {
+        by_plugin
+            .entry(name.clone())
+            .or_default()
+            .push((key.clone(), value.clone()));
+    }
+    by_plugin
+}
+
 /// A label selector, refused at start when malformed (the API server would
 /// refuse every watch of it later, far from the flag).
 fn checked_selector(text: &str) -> Result<String, String> {
@@ -260,6 +293,7 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
             request: Duration::from_secs(args.request_timeout_s.max(1)),
             watch_s: args.watch_timeout_s.max(1),
         },
+        plugin_config: plugin_config(&args.config),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -272,4 +306,30 @@ pub fn run(engine: Engine, args: &Args) -> Result<(), Failure> {
         })?;
     rt.block_on(runtime::run(engine, options))
         .map_err(Failure::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_flags_by_plugin() {
+        let flags: Vec<_> = ["memcached:mode=fast", "memcached:note=a=b", "postgres:x="]
+            .iter()
+            .map(|f| parse_plugin_config(f).unwrap())
+            .collect();
+        let by = plugin_config(&flags);
+        assert_eq!(
+            by["memcached"],
+            [
+                ("mode".into(), "fast".into()),
+                ("note".into(), "a=b".into())
+            ]
+        );
+        assert_eq!(by["postgres"], [("x".into(), String::new())]);
+        for bad in ["mode=fast", ":k=v", "p:=v", "p:k"] {
+            let err = parse_plugin_config(bad).unwrap_err().to_string();
+            assert!(err.contains("NAME:KEY=VALUE"), "{bad}: {err}");
+        }
+    }
 }

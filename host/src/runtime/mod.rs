@@ -66,6 +66,10 @@ pub struct RunOptions {
     pub leader_election: Option<leader::ElectionOptions>,
     /// How long the host trusts a silent connection to the API server.
     pub api: ApiTimeouts,
+    /// The config of directory plugins, by plugin name (`--config
+    /// NAME:KEY=VALUE`): handed to every reconcile of that plugin, as a
+    /// plugin object's `spec.config` is.
+    pub plugin_config: std::collections::BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// How long a request or a watch may go without an answer before the host

@@ -31,7 +31,7 @@ from .conditions import (
     remove_condition,
     set_condition,
 )
-from .errors import ReconcileError, permanent, retryable
+from .errors import ReconcileError, describe_exception, permanent, retryable
 from .request import SYNCED_CONDITION, Request
 from .response import Event, Patch, Response
 from .clock import format_rfc3339, now_rfc3339
@@ -76,6 +76,7 @@ __all__ = [
     "api_version_of",
     "condition",
     "conditions_from_status",
+    "describe_exception",
     "find_condition",
     "format_rfc3339",
     "gvk",

@@ -13,7 +13,7 @@ from wit_world import WitWorld as _WitWorld
 from wit_world.imports import log as _log
 from wit_world.imports import types as wit
 
-from .errors import ReconcileError
+from .errors import ReconcileError, describe_exception
 from .request import Request
 from .response import Response
 from .kinds import Gvk, ObjectRef, Registration, RelatedKind
@@ -94,12 +94,12 @@ def wit_response(r: Response) -> wit.Response:
 def wit_error(e: BaseException) -> Err:
     """The ``Err`` to raise from ``reconcile`` for any exception: a
     :class:`ReconcileError` keeps its kind; anything else (a bug) becomes
-    retryable with its message."""
+    retryable with its message and where it was raised."""
     if isinstance(e, ReconcileError):
         if e.kind == "permanent":
             return Err(wit.Error_Permanent(e.message))
         return Err(wit.Error_Retryable(e.message))
-    return Err(wit.Error_Retryable(f"{type(e).__name__}: {e}"))
+    return Err(wit.Error_Retryable(describe_exception(e)))
 
 
 def request_from_wit(req: wit.Request) -> Request:

@@ -13,6 +13,7 @@ from operon_sdk import (  # noqa: E402
     Response,
     condition,
     conditions_from_status,
+    describe_exception,
     format_rfc3339,
     gvk_of,
     k8s_object,
@@ -97,6 +98,20 @@ class RequestResponseTest(unittest.TestCase):
     def test_gvk_of(self):
         self.assertEqual(gvk_of("v1", "Service").group, "")
         self.assertEqual(gvk_of("apps/v1", "Deployment").api_version, "apps/v1")
+
+
+class ExceptionTest(unittest.TestCase):
+    def test_a_bug_names_its_line(self):
+        def reconcile(spec):
+            return spec["size"]
+
+        try:
+            reconcile({})
+        except KeyError as e:
+            text = describe_exception(e)
+        self.assertTrue(text.startswith("KeyError: 'size' (at test_operon_sdk.py:"), text)
+        self.assertIn(" in reconcile <- test_operon_sdk.py:", text)
+        self.assertEqual(describe_exception(ValueError("x")), "ValueError: x")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,22 @@ pub struct SlotSpec {
     pub tenant: Option<String>,
 }
 
+impl Supervisor {
+    /// How a plugin of the directory runs: with the config `--config`
+    /// gives its name, and no tenant.
+    fn dir_spec(&self, plugin: &Plugin) -> SlotSpec {
+        SlotSpec {
+            config: self
+                .options
+                .plugin_config
+                .get(plugin.name())
+                .cloned()
+                .unwrap_or_default(),
+            tenant: None,
+        }
+    }
+}
+
 /// Loading state of one file.
 #[derive(Default)]
 struct FileState {
@@ -204,7 +220,12 @@ impl Supervisor {
         }
         for (id, plugin) in installed {
             if let Err(e) = sup
-                .add_slot(&id.stem, plugin, SystemTime::now(), SlotSpec::default())
+                .add_slot(
+                    &id.stem,
+                    plugin.clone(),
+                    SystemTime::now(),
+                    sup.dir_spec(&plugin),
+                )
                 .await
             {
                 sup.reject(&id, RejectionKind::of_start(&e), format!("{e:#}"));

@@ -116,8 +116,13 @@ impl Supervisor {
         }
         let added = match self.install_crds(&plugin).await {
             Ok(()) => {
-                self.add_slot(&id.stem, plugin.clone(), detected_at, SlotSpec::default())
-                    .await
+                self.add_slot(
+                    &id.stem,
+                    plugin.clone(),
+                    detected_at,
+                    self.dir_spec(&plugin),
+                )
+                .await
             }
             Err(e) => Err(e),
         };

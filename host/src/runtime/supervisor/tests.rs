@@ -74,6 +74,7 @@ fn grants() -> GrantsFile {
 fn options(dir: &Path) -> RunOptions {
     let any = "127.0.0.1:0".parse().unwrap();
     RunOptions {
+        plugin_config: Default::default(),
         plugins_dir: Some(dir.to_path_buf()),
         kubeconfig: None,
         namespace: None,

@@ -5,7 +5,8 @@
 //! component and overwrite the label (same length, so the component stays
 //! valid) to make builds that differ the way a new release would:
 //! - any label (`v1`, `v2`, ...): a `Gadget`'s ConfigMap and status carry the
-//!   label and the `spec.value` they were made from;
+//!   label and the `spec.value` they were made from (and the ConfigMap the
+//!   config key `note`, when the host passes one);
 //! - `fail...`: every reconcile traps (a broken release);
 //! - `greedy...`: `describe()` also asks to own Secrets (refused by a grants
 //!   file that does not give them);
@@ -57,10 +58,15 @@ impl Reconciler for Revisions {
         }
         let ns = req.namespace();
         let value = req.spec().unwrap_or(Value::Null)["value"].clone();
+        let mut data = json!({"revision": rev, "value": value.to_string()});
+        // The host's per-plugin config, when it gives `note`.
+        if let Some(note) = req.config("note") {
+            data["note"] = json!(note);
+        }
         let mut resp = Response::new().child(json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": ns},
-            "data": {"revision": rev, "value": value.to_string()},
+            "data": data,
         }));
         if rev.starts_with("wide") {
             resp = resp.child(json!({"apiVersion": "v1", "kind": "ServiceAccount",

@@ -17,11 +17,12 @@ mod reconcile;
 mod run;
 mod scopes;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, Report};
 
 pub use input::{parse_objects, read_objects};
 
@@ -161,8 +162,12 @@ impl Cli {
             config.cache_dir = Some(dir.clone());
         }
         // Offline commands run one call at a time; a small pool is enough.
+        // A person at a terminal sees a long first compile's progress.
         if !matches!(self.command, Command::Run(_)) {
             config.pool_instances = 4;
+            if std::io::stderr().is_terminal() {
+                config.progress = Report::Terminal;
+            }
         }
         Engine::new(config)
             .map_err(|e| Failure::new(ExitCode::Failure, format!("starting the engine: {e:#}")))

@@ -20,6 +20,7 @@ mod cache;
 mod clock;
 mod limits;
 mod output;
+mod progress;
 pub mod state;
 mod trap;
 mod trim;
@@ -34,6 +35,7 @@ use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationCon
 pub use cache::{CacheCounters, CompileCache, Compiled, Rejection};
 pub use limits::Limits;
 pub use output::CapturedOutput;
+pub use progress::Report;
 pub use state::StoreState;
 pub use trap::TrapReason;
 
@@ -64,6 +66,8 @@ pub struct EngineConfig {
     /// what the limit costs (`cargo xtask bench`): a plugin could then run
     /// forever.
     pub epoch: bool,
+    /// Where a long compile's progress is said ([`progress`]).
+    pub progress: Report,
 }
 
 impl Default for EngineConfig {
@@ -75,6 +79,7 @@ impl Default for EngineConfig {
             cache_dir: CompileCache::default_dir(),
             fuel: false,
             epoch: true,
+            progress: Report::Log,
         }
     }
 }
@@ -171,10 +176,18 @@ impl Engine {
     /// component was compiled before by a compatible engine. What the
     /// compile freed is handed back to the OS ([`trim`]).
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Compiled> {
+        let mib = bytes.len() as f64 / f64::from(1 << 20);
+        let note = match self.inner.cache {
+            Some(_) => " (the first time for this build: the compile cache keeps it)",
+            None => " (no compile cache: every start compiles)",
+        };
+        let what = format!("a {mib:.1} MiB component");
+        let watch = progress::watch(what, note, self.inner.config.progress);
         let compiled = match &self.inner.cache {
             Some(cache) => cache.load_or_compile(&self.inner.wasmtime, bytes),
             None => Ok(Compiled::fresh(&self.inner.wasmtime, bytes)?),
         };
+        drop(watch);
         trim::release_freed_memory();
         compiled
     }

@@ -469,3 +469,22 @@ fn operon_diff_names_each_changed_field() {
         "{report}"
     );
 }
+
+/// A JavaScript plugin's `console.*` reaches the host's log (the SDK's
+/// `routeConsole`), with the plugin and the parent it was reconciling.
+#[test]
+fn console_of_a_js_plugin_reaches_the_host_log() {
+    let wasm = common::component("js-memcached");
+    let parent = common::memcached_fixture("parent.yaml");
+    let out = operon(&["-vv", "reconcile", path(&wasm), "--parent", path(&parent)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("memcached example: 0/3 replicas ready"))
+        .unwrap_or_else(|| panic!("no console line in:\n{stderr}"));
+    assert!(
+        line.contains("DEBUG") && line.contains("demo/example"),
+        "{line}"
+    );
+}

@@ -134,6 +134,15 @@ export function permanent(message: string): ReconcileError;
  */
 export function describeException(e: unknown): string;
 
+/** A host log level, as the WIT `log-level` enum. */
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
+/**
+ * Routes `console.*` (`log` and `info` at info, `trace`, `debug`, `warn`,
+ * `error`) to the host's log: pass the `log` function of the
+ * `operon:reconciler/log@0.1.0` import, in the entry module only.
+ */
+export function routeConsole(log: (level: LogLevel, message: string) => void): Console;
+
 // ------------------------------------------------------------ time
 
 /** RFC 3339 UTC at second precision (`2024-05-01T12:00:00Z`). */

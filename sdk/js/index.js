@@ -473,6 +473,46 @@ export function describeException(e) {
   return frames.length ? `${text} (at ${frames.join(" <- ")})` : text;
 }
 
+// ---------------------------------------------------------------- logging
+
+/** `console.*` methods and the host log level each writes at. */
+const CONSOLE_LEVELS = {
+  trace: "trace",
+  debug: "debug",
+  log: "info",
+  info: "info",
+  warn: "warn",
+  error: "error",
+};
+
+/** One console argument as text: strings as they are, errors with where, the rest as JSON. */
+function consoleText(a) {
+  if (typeof a === "string") return a;
+  if (a instanceof Error) return describeException(a);
+  try {
+    return JSON.stringify(a) ?? String(a);
+  } catch {
+    return String(a);
+  }
+}
+
+/**
+ * Routes `console.*` to the host's log (shown by `operon reconcile -v`,
+ * and in `operon run`'s log with the plugin and parent): pass the `log`
+ * function of the `operon:reconciler/log@0.1.0` import. QuickJS in a
+ * component has no console of its own. Call it in the component's entry
+ * module only, so the modules Node tests import stay free of WIT imports
+ * (and keep Node's console). Returns the new console.
+ */
+export function routeConsole(log) {
+  const console = {};
+  for (const [method, level] of Object.entries(CONSOLE_LEVELS)) {
+    console[method] = (...args) => log(level, args.map(consoleText).join(" "));
+  }
+  globalThis.console = console;
+  return console;
+}
+
 /**
  * The world's exports from plain functions:
  * - `describe()` returns a registration (see `registration`);

@@ -12,6 +12,7 @@ import {
   gvkOf,
   permanent,
   reconciler,
+  routeConsole,
   registration,
   removeCondition,
   setCondition,
@@ -116,4 +117,21 @@ test("describeException names the innermost frames", () => {
   const bare = new Error("no stack");
   bare.stack = undefined;
   assert.equal(describeException(bare), "Error: no stack");
+});
+
+test("routeConsole sends console.* to the host log", () => {
+  const saved = globalThis.console;
+  const lines = [];
+  try {
+    const c = routeConsole((level, message) => lines.push([level, message]));
+    console.log("size", 3, { a: 1 });
+    console.warn(new TypeError("bad"));
+    c.debug("d");
+  } finally {
+    globalThis.console = saved;
+  }
+  assert.deepEqual(lines[0], ["info", 'size 3 {"a":1}']);
+  assert.equal(lines[1][0], "warn");
+  assert.match(lines[1][1], /^TypeError: bad \(at /);
+  assert.deepEqual(lines[2], ["debug", "d"]);
 });

@@ -15,8 +15,11 @@ import {
   permanent,
   reconciler,
   registration,
+  routeConsole,
   setCondition,
 } from "../../../sdk/js/index.js";
+// The host's log (WIT import); console.* goes there.
+import { log } from "operon:reconciler/log@0.1.0";
 // The CRD is the Rust example's, so both ship the same one (src/crd.js is
 // generated from examples/rust-memcached/crd.json).
 import crd from "./crd.js";
@@ -112,6 +115,7 @@ export function reconcileMemcached(req) {
 
   const conditions = req.conditions();
   const message = `${ready}/${spec.size} replicas ready`;
+  console.debug(`memcached ${name}: ${message}`);
   const options = { observedGeneration: req.generation };
   setCondition(
     conditions,
@@ -131,6 +135,8 @@ export function reconcileMemcached(req) {
   }
   return response;
 }
+
+routeConsole(log);
 
 // The world's exports: `describe`, `reconcile`, `map-related` (jco camelCases it).
 export const { describe, reconcile, mapRelated } = reconciler({

@@ -10,7 +10,8 @@
 //! it arrives (often half of an object's bytes, and kept for every object
 //! of every watched kind). Plugins see everything else: metadata, spec,
 //! status, data. Beside each store, an [`OwnerIndex`] finds a parent's
-//! children without a scan.
+//! children without a scan. [`Relay`] writes both and announces each
+//! change once the store holds it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,21 +25,14 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use super::owners::{self, OwnerIndex};
-use super::queue::Priority;
+pub use super::relay::Change;
+use super::relay::Relay;
 use crate::apply::claim::{Existing, Known};
 use crate::contract::cluster::{ClusterReader, ReadError};
 use crate::contract::selector::Selector;
 use crate::contract::{GroupKind, Gvk, group_of};
 use crate::kinds::{Kinds, Resolved};
 use crate::server::Metrics;
-
-/// A change seen on a watched kind.
-#[derive(Debug, Clone)]
-pub enum Change {
-    /// Added or modified; `Low` priority when it came from an initial list.
-    Applied(Arc<DynamicObject>, Priority),
-    Deleted(Arc<DynamicObject>),
-}
 
 /// One kind's watch and store.
 pub struct KindWatch {
@@ -323,13 +317,17 @@ impl Caches {
         let config = self.watching.config();
         let failing = Arc::new(AtomicBool::new(false));
         let failed = failing.clone();
-        let mut writer = reflector::store::Writer::<DynamicObject>::new(kind.resource.clone());
+        let writer = reflector::store::Writer::<DynamicObject>::new(kind.resource.clone());
         let store = writer.as_reader();
         let owners = Arc::new(OwnerIndex::default());
-        let index = owners.clone();
         let (changes, _) = broadcast::channel(4096);
         let (synced_tx, synced) = watch::channel(false);
-        let sender = changes.clone();
+        let mut relay = Relay {
+            writer,
+            index: owners.clone(),
+            changes: changes.clone(),
+            synced: synced_tx,
+        };
         let metrics = self.metrics.clone();
         let label = kind.gvk.to_string();
         let task = tokio::spawn(async move {
@@ -348,21 +346,8 @@ impl Caches {
                 if failed.swap(false, Ordering::Relaxed) {
                     tracing::info!(kind = %label, "watch recovered");
                 }
-                writer.apply_watcher_event(&event);
-                index.apply(&event);
                 metrics.watch_events_total(&label);
-                let change = match event {
-                    watcher::Event::Apply(o) => Change::Applied(Arc::new(o), Priority::High),
-                    watcher::Event::InitApply(o) => Change::Applied(Arc::new(o), Priority::Low),
-                    watcher::Event::Delete(o) => Change::Deleted(Arc::new(o)),
-                    watcher::Event::InitDone => {
-                        let _ = synced_tx.send(true);
-                        continue;
-                    }
-                    watcher::Event::Init => continue,
-                };
-                // No subscriber yet is fine: they list the store on start.
-                let _ = sender.send(change);
+                relay.follow(event);
             }
         });
         KindWatch {

@@ -8,6 +8,7 @@ mod identity;
 pub mod leader;
 mod owners;
 mod queue;
+mod relay;
 mod supervisor;
 #[cfg(test)]
 mod testing;

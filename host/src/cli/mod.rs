@@ -14,6 +14,7 @@ mod plugins;
 mod push;
 mod rbac;
 mod reconcile;
+mod record;
 mod run;
 mod scopes;
 
@@ -75,7 +76,7 @@ pub enum Command {
     /// Print the RBAC objects `operon run --impersonate` needs (YAML).
     Rbac(rbac::Args),
     /// What a running host runs: revisions, shadow candidates, rejected
-    /// builds; roll a plugin back.
+    /// builds; roll a plugin back; record its traffic as golden cases.
     Plugins(plugins::Args),
 }
 

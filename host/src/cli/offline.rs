@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{ExitCode, Failure, scopes};
 use crate::apply::{self, Checks};
-use crate::contract::{Gvk, ObjectSet, Outcome, PluginError, Request};
+use crate::contract::{Gvk, ObjectSet, Outcome, Request};
 use crate::crd_schema;
 use crate::engine::{Engine, Limits};
-use crate::plugin::{CallContext, CallError, GrantsFile, Plugin};
+use crate::plugin::{CallContext, CallError, GrantsFile, Plugin, case_error};
 
 /// The flags of a call that every offline command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -160,14 +160,10 @@ impl Refusal {
     pub fn as_answer(&self) -> Value {
         let (kind, message) = match self {
             Refusal::Schema { violations, .. } => ("schema", violations.join("; ")),
-            Refusal::Call { error, .. } => match error {
-                CallError::Plugin(PluginError::Permanent(m)) => ("permanent", m.clone()),
-                CallError::Plugin(PluginError::Retryable(m)) => ("retryable", m.clone()),
-                other => ("failed", other.to_string()),
-            },
+            Refusal::Call { error, .. } => error.as_case(),
             Refusal::Answer { reason, .. } => ("refused", reason.clone()),
         };
-        json!({ "error": { kind: message } })
+        case_error(kind, &message)
     }
 }
 

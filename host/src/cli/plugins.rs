@@ -55,10 +55,22 @@ pub enum Command {
         #[arg(long, value_name = "REVISION")]
         to: Option<u32>,
     },
+    /// Save the next reconciles of a plugin as golden cases in DIR, for
+    /// `operon test` to replay offline.
+    ///
+    /// The host records the next --count reconciles of the plugin: the
+    /// parent and observed children as handed over, the objects it read,
+    /// config, clock and answer of each. Secrets are redacted: every value
+    /// of data and stringData of a v1 Secret reads "redacted" (keys kept),
+    /// and the expected answer is then the revision's answer to the
+    /// redacted input. Progress on stderr ("recorded 3/20"); the case
+    /// directories on stdout; the recording stops once they are written.
+    Record(super::record::Args),
 }
 
 pub fn run(args: &Args) -> Result<(), Failure> {
     let request = match &args.command {
+        Command::Record(record) => return super::record::run(args.admin_addr, record),
         Command::List => AdminRequest::List,
         Command::History { name } => AdminRequest::Get(name.clone()),
         Command::Rollback { name, to } => AdminRequest::Rollback {
@@ -82,6 +94,8 @@ pub fn run(args: &Args) -> Result<(), Failure> {
             println!("{}", text(&body["message"]));
             print_history(&body["plugin"]);
         }
+        // Returned above, with its own output.
+        Command::Record(_) => {}
     }
     Ok(())
 }

@@ -107,6 +107,25 @@ impl CallError {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, CallError::Plugin(PluginError::Permanent(_)))
     }
+
+    /// The failure as a golden case's expected file names it (see
+    /// [`case_error`]): `permanent` or `retryable` with the plugin's own
+    /// message, else `failed` with the whole error. `operon test` and
+    /// `operon plugins record` both say it this way, so a recorded failure
+    /// compares equal offline.
+    pub fn as_case(&self) -> (&'static str, String) {
+        match self {
+            CallError::Plugin(PluginError::Permanent(m)) => ("permanent", m.clone()),
+            CallError::Plugin(PluginError::Retryable(m)) => ("retryable", m.clone()),
+            other => ("failed", other.to_string()),
+        }
+    }
+}
+
+/// A golden case's expected answer for a reconcile that gave none the host
+/// would apply: `{"error": {"<kind>": "<message>"}}`.
+pub fn case_error(kind: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { kind: message } })
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ pub mod dir;
 mod error;
 mod grants;
 pub mod privileged;
+pub mod recorder;
+pub mod redact;
 mod registration;
 pub mod revisions;
 pub mod shadow;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::Store;
 
-pub use error::{CallError, GrantPlace, LoadError};
+pub use error::{CallError, GrantPlace, LoadError, case_error};
 pub use grants::{Grant, GrantsFile, LimitsSpec, Missing, NamespaceWord, Namespaces};
 
 use crate::contract::bindings::{Reconciler, ReconcilerPre};

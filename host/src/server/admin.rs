@@ -12,7 +12,11 @@
 //! - `GET /plugins`: every plugin, its revisions, candidate, rejections;
 //! - `GET /plugins/<name>`: one plugin;
 //! - `POST /plugins/<name>/rollback[/<revision>]`: back to the previous (or
-//!   the given) kept revision.
+//!   the given) kept revision;
+//! - `POST /plugins/<name>/record/<count>`: record the next `count`
+//!   reconciles (`operon plugins record`), or say how far the recording
+//!   asked already is; `GET /plugins/<name>/record`: how far, and the
+//!   records; `DELETE /plugins/<name>/record`: stop, forget the records.
 
 use futures::future::BoxFuture;
 use hyper::{Method, StatusCode};
@@ -30,6 +34,13 @@ pub enum AdminRequest {
     Get(String),
     /// Back to revision `to`, or to the one before the active revision.
     Rollback { name: String, to: Option<u32> },
+    /// Record the next `count` reconciles of a plugin (if no recording
+    /// was asked already); answers how far it is.
+    Record { name: String, count: usize },
+    /// How far a plugin's recording is, and what it recorded.
+    Recorded(String),
+    /// Stop a plugin's recording and forget its records.
+    StopRecording(String),
 }
 
 /// Why a request line is not an admin request: the status and the plain
@@ -68,12 +79,19 @@ impl AdminRequest {
                 name: n,
                 to: Some(r),
             } => (Method::POST, format!("{PREFIX}/{}/rollback/{r}", name(n))),
+            AdminRequest::Record { name: n, count } => {
+                (Method::POST, format!("{PREFIX}/{}/record/{count}", name(n)))
+            }
+            AdminRequest::Recorded(n) => (Method::GET, format!("{PREFIX}/{}/record", name(n))),
+            AdminRequest::StopRecording(n) => {
+                (Method::DELETE, format!("{PREFIX}/{}/record", name(n)))
+            }
         }
     }
 
     /// The request a method and path (under [`PREFIX`]) carry, or why they
     /// carry none: 405 for another method on a plugin or the list, 400 for
-    /// a revision that is not a number, 404 for any other path.
+    /// a revision or count that is not a number, 404 for any other path.
     pub fn parse(method: &Method, path: &str) -> Result<AdminRequest, Refusal> {
         let refuse = |status, message| Err(Refusal { status, message });
         let Some(rest) = path.strip_prefix(PREFIX) else {
@@ -106,6 +124,17 @@ impl AdminRequest {
                 }),
                 Err(_) => refuse(StatusCode::BAD_REQUEST, "a revision is a number"),
             },
+            (&Method::POST, [name, "record", count]) => match count.parse() {
+                Ok(count) => Ok(AdminRequest::Record {
+                    name: name.to_string(),
+                    count,
+                }),
+                Err(_) => refuse(StatusCode::BAD_REQUEST, "a count is a number"),
+            },
+            (&Method::GET, [name, "record"]) => Ok(AdminRequest::Recorded(name.to_string())),
+            (&Method::DELETE, [name, "record"]) => {
+                Ok(AdminRequest::StopRecording(name.to_string()))
+            }
             (_, [] | [_]) => refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => refuse(StatusCode::NOT_FOUND, "not found"),
         }
@@ -204,6 +233,12 @@ mod tests {
                 name: "rp/team-a/reads".into(),
                 to: Some(2),
             },
+            AdminRequest::Record {
+                name: "pg".into(),
+                count: 20,
+            },
+            AdminRequest::Recorded("crp/memcached".into()),
+            AdminRequest::StopRecording("pg".into()),
         ];
         for request in requests {
             let (method, path) = request.route();
@@ -238,6 +273,14 @@ mod tests {
             Err((404, "not found"))
         );
         assert_eq!(status(Method::GET, "/pluginsx"), Err((404, "not found")));
+        assert_eq!(
+            status(Method::POST, "/plugins/pg/record/many"),
+            Err((400, "a count is a number"))
+        );
+        assert_eq!(
+            status(Method::PUT, "/plugins/pg/record"),
+            Err((404, "not found"))
+        );
     }
 
     #[test]

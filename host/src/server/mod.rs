@@ -330,6 +330,9 @@ mod tests {
                         Err(AdminError::AlreadyActive { name, revision: 1 })
                     }
                     AdminRequest::Rollback { .. } => Err(AdminError::ShuttingDown),
+                    AdminRequest::Record { .. }
+                    | AdminRequest::Recorded(_)
+                    | AdminRequest::StopRecording(_) => Err(AdminError::ShuttingDown),
                 }
             })
         }

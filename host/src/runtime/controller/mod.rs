@@ -16,6 +16,7 @@
 mod finalize;
 mod next;
 mod reconcile;
+mod record;
 mod route;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ use super::leader::Gate;
 use super::queue::{Backoff, Priority, WorkQueue};
 use crate::contract::Gvk;
 use crate::kinds::{Kinds, Resolved};
+use crate::plugin::recorder::Recorder;
 use crate::plugin::revisions::Tracker;
 use crate::plugin::shadow::ShadowSlot;
 use crate::plugin::{CallContext, LoadError, Missing, Plugin, privileged};
@@ -85,6 +87,9 @@ pub struct Shared {
 pub struct RevisionHooks {
     pub tracker: Arc<Tracker>,
     pub shadow: Arc<ShadowSlot>,
+    /// The plugin's recorder (`operon plugins record`), shared like the
+    /// shadow slot.
+    pub recorder: Arc<Recorder>,
     /// Called when the tracker says the revision must go (with why).
     pub on_failing: Arc<dyn Fn(String) + Send + Sync>,
 }

@@ -10,11 +10,13 @@ use serde_json::Value;
 
 use super::finalize::Step;
 use super::next::Next;
+use super::record::Answered;
 use super::{Controller, lock, split};
 use crate::apply::status::{self, PatchFailed, Synced, reason};
 use crate::apply::{self, ApplyError, events};
 use crate::bounded;
 use crate::contract::{Outcome, PluginError, Request};
+use crate::plugin::recorder::Tape;
 use crate::plugin::shadow;
 use crate::plugin::{CallError, CallStats};
 use crate::runtime::cache::OwnedCaches;
@@ -52,13 +54,21 @@ impl Controller {
             self.config.clone(),
         );
         request.finalizing = finalizing;
-        // 5. The call, in a fresh sandbox (and the shadow candidate's).
-        let outcome = match self.call(key, request).await {
+        // 5. The call, in a fresh sandbox (and the shadow candidate's),
+        //    taped while `operon plugins record` asks.
+        let tape = self.tape(key, &parent.json, &observed, finalizing);
+        let outcome = match self.call(key, request, tape.as_ref()).await {
             Ok(outcome) => outcome,
-            Err(e) => return self.call_failed(e, parent.json),
+            Err(e) => {
+                self.keep(tape, Answered::Failed(&e)).await;
+                return self.call_failed(e, parent.json);
+            }
         };
         // 6. Apply: children, claims, pruning, patches.
-        if let Err(e) = self.apply(&parent.json, &observed, &outcome).await {
+        let applied = self.apply(&parent.json, &observed, &outcome).await;
+        self.keep(tape, Answered::Outcome(&outcome, applied.as_ref().err()))
+            .await;
+        if let Err(e) = applied {
             return self.apply_failed(e, parent.json);
         }
         self.judge(None);
@@ -113,13 +123,20 @@ impl Controller {
     /// Stage 5: the plugin's answer, on a blocking thread within the
     /// plugin's admission limit; a shadow candidate answers the same
     /// request in dry run.
-    async fn call(&self, key: &str, request: Request) -> Result<Outcome, CallError> {
+    async fn call(
+        &self,
+        key: &str,
+        request: Request,
+        tape: Option<&Tape>,
+    ) -> Result<Outcome, CallError> {
         let plugin = self.plugin.clone();
         let ctx = self.call_context(key);
+        // Only the active revision's reads and clock are taped.
+        let taped = tape.map(|t| t.context(ctx.clone()));
         let candidate = self.hooks.shadow.get();
         let admitted = self.admit().await;
         let called = tokio::task::spawn_blocking(move || {
-            let (result, stats) = plugin.reconcile(&request, &ctx);
+            let (result, stats) = plugin.reconcile(&request, taped.as_ref().unwrap_or(&ctx));
             let dry = candidate.map(|c| {
                 let answer = c.plugin.reconcile(&request, &ctx).0;
                 (c, answer)
@@ -191,7 +208,7 @@ impl Controller {
     }
 
     /// The limits and consents the answer is checked against.
-    fn checks(&self) -> apply::Checks {
+    pub(super) fn checks(&self) -> apply::Checks {
         apply::Checks {
             enforce_grants: self.options.enforce_grants,
             confined: self.options.namespace.is_some(),

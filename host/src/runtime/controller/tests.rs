@@ -77,6 +77,7 @@ async fn host_with(fake: &FakeApi, shared: Shared) -> Host {
     let hooks = RevisionHooks {
         tracker: Arc::new(Tracker::new(RollbackPolicy::default(), None)),
         shadow: Arc::default(),
+        recorder: Arc::default(),
         on_failing: Arc::new(|_| {}),
     };
     let controller = Controller::start(widgets(), &shared, writer, options, Vec::new(), hooks)
@@ -619,4 +620,72 @@ async fn a_standby_never_elected_writes_nothing_and_its_workers_return() {
     assert_eq!(host.reconciles(None), 0);
     assert!(fake.writes().is_empty(), "{:#?}", fake.writes());
     assert_eq!(host.controller.queue.depth(), 1, "the key is still queued");
+}
+
+/// `operon plugins record`: nothing is taped until asked; then each
+/// reconcile is kept with what the plugin was handed and its answer in the
+/// words `operon test` compares; stopped, nothing more is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciles_are_recorded_only_while_asked() {
+    let fake = FakeApi::new();
+    fake.put(widget("w", json!({"mode": "ok"})));
+    let host = host(&fake).await;
+    host.until_synced("w", "True", reason::SUCCEEDED).await;
+    host.until_child_cached("w").await;
+    let recorder = host.controller.hooks.recorder.clone();
+    assert!(recorder.records().is_empty(), "off: nothing recorded");
+
+    recorder.start(50);
+    fake.put(widget("bad", json!({"mode": "permanent"})));
+    fake.edit(
+        WIDGET.0,
+        WIDGET.1,
+        NS,
+        "w",
+        json!({"spec": {"extra": true}}),
+    );
+    let named = |records: &[crate::plugin::recorder::Record], name: &str| {
+        records
+            .iter()
+            .find(|r| {
+                r.parent["metadata"]["name"] == name && r.parent["spec"] != json!({"mode": "ok"})
+            })
+            .cloned()
+    };
+    let (bad, w) = eventually("records of both widgets", || {
+        let records = recorder.records();
+        Some((named(&records, "bad")?, named(&records, "w")?))
+    })
+    .await;
+    let progress = recorder.stop();
+    assert!(
+        progress.recorded >= 2 && progress.wanted == 50,
+        "{progress:?}"
+    );
+
+    assert_eq!(
+        bad.answer,
+        json!({"error": {"permanent": "spec.mode permanent is not supported"}})
+    );
+    assert_eq!(w.parent["spec"], json!({"mode": "ok", "extra": true}));
+    let observed: Vec<_> = w.observed.iter().map(|o| &o["metadata"]["name"]).collect();
+    assert!(observed.contains(&&json!("w")), "{observed:?}");
+    let children: Vec<_> = w.answer["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["metadata"]["name"].clone())
+        .collect();
+    assert_eq!(children, [json!("w"), json!("w-extra")]);
+    assert_eq!(w.answer["status"], json!({"phase": "Ready"}));
+    assert!(!w.finalizing && w.redacted.is_empty());
+    assert_eq!(w.revision, widgets().info().short_digest());
+    let now: Result<k8s_openapi::jiff::Timestamp, _> = w.now.parse();
+    assert!(now.is_ok(), "{}", w.now);
+
+    // Stopped: a reconcile now is not kept.
+    let before = host.reconciles(None);
+    fake.edit(WIDGET.0, WIDGET.1, NS, "w", json!({"spec": {"note": "x"}}));
+    host.until_reconciles(before + 1).await;
+    assert!(recorder.records().is_empty());
 }

@@ -52,6 +52,18 @@ impl Supervisor {
                 Ok(slot_view(stem, slot))
             }
             AdminRequest::Rollback { name, to } => self.rollback(&name, to).await,
+            AdminRequest::Record { name, count } => {
+                let recorder = &self.slot_named(&name)?.1.recorder;
+                Ok(json!({ "progress": recorder.start(count) }))
+            }
+            AdminRequest::Recorded(name) => {
+                let recorder = &self.slot_named(&name)?.1.recorder;
+                Ok(json!({ "progress": recorder.progress(), "records": recorder.records() }))
+            }
+            AdminRequest::StopRecording(name) => {
+                let recorder = &self.slot_named(&name)?.1.recorder;
+                Ok(json!({ "progress": recorder.stop() }))
+            }
         }
     }
 

@@ -31,6 +31,7 @@ use crate::apply::events;
 use crate::contract::EventType;
 use crate::engine::{Engine, Limits};
 use crate::plugin::dir::{FileChange, FileId, PluginDir, Role};
+use crate::plugin::recorder::Recorder;
 use crate::plugin::revisions::{History, RollbackPolicy};
 use crate::plugin::shadow::ShadowSlot;
 use crate::plugin::{LoadError, Plugin};
@@ -94,6 +95,8 @@ struct Slot {
     controller: Arc<Controller>,
     history: History,
     shadow: Arc<ShadowSlot>,
+    /// Its recorder (`operon plugins record`), kept across revisions.
+    recorder: Arc<Recorder>,
     rejected: VecDeque<Rejection>,
     spec: SlotSpec,
 }

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use super::{Command, RejectionKind, Slot, SlotSpec, Supervisor};
 use crate::contract::EventType;
 use crate::plugin::dir::{FileId, Role};
+use crate::plugin::recorder::Recorder;
 use crate::plugin::revisions::{History, Tracker};
 use crate::plugin::shadow::{Candidate, ShadowSlot};
 use crate::plugin::{LoadError, Plugin};
@@ -243,8 +244,10 @@ impl Supervisor {
     ) -> anyhow::Result<()> {
         let tracker = Arc::new(Tracker::new(self.options.swap.rollback, None));
         let shadow: Arc<ShadowSlot> = Arc::default();
+        let recorder: Arc<Recorder> = Arc::default();
+        let plugin_hooks = (shadow.clone(), recorder.clone());
         let controller = self
-            .start_controller(stem, &plugin, tracker.clone(), shadow.clone(), &spec)
+            .start_controller(stem, &plugin, tracker.clone(), plugin_hooks, &spec)
             .await?;
         controller.run();
         let mut history = History::new(self.options.swap.keep);
@@ -263,6 +266,7 @@ impl Supervisor {
                 controller,
                 history,
                 shadow,
+                recorder,
                 rejected: VecDeque::new(),
                 spec,
             },
@@ -275,7 +279,7 @@ impl Supervisor {
         stem: &str,
         plugin: &Arc<Plugin>,
         tracker: Arc<Tracker>,
-        shadow: Arc<ShadowSlot>,
+        (shadow, recorder): (Arc<ShadowSlot>, Arc<Recorder>),
         spec: &SlotSpec,
     ) -> anyhow::Result<Arc<Controller>> {
         let grant = plugin.grant();
@@ -299,6 +303,7 @@ impl Supervisor {
         let hooks = RevisionHooks {
             tracker,
             shadow,
+            recorder,
             on_failing: Arc::new(move |reason| {
                 let _ = tx.send(Command::Failing {
                     stem: stem.clone(),
@@ -335,13 +340,13 @@ impl Supervisor {
             _ => None,
         };
         let tracker = Arc::new(Tracker::new(self.options.swap.rollback, probation));
-        let shadow = slot.shadow.clone();
+        let plugin_hooks = (slot.shadow.clone(), slot.recorder.clone());
         let spec = slot.spec.clone();
         if plugin.registration().crds != old.plugin().registration().crds {
             self.install_crds(&plugin).await?;
         }
         let new = self
-            .start_controller(stem, &plugin, tracker.clone(), shadow, &spec)
+            .start_controller(stem, &plugin, tracker.clone(), plugin_hooks, &spec)
             .await?;
         new.inherit(&old);
         old.stop(self.options.grace).await;

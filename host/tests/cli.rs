@@ -246,7 +246,18 @@ fn traps_name_the_plugin_and_the_reason() {
         "--timeout-ms",
         "300",
     ]);
-    assert_fails(&out, 4, &["plugin spin", "time limit exceeded"]);
+    // The message says which limit to raise, and how.
+    assert_fails(
+        &out,
+        4,
+        &[
+            "plugin spin",
+            "time limit exceeded",
+            "300ms limit",
+            "limits.timeoutMs",
+            "--timeout-ms",
+        ],
+    );
     let hog = common::component("test-plugin-hog");
     let out = operon(&[
         "reconcile",
@@ -256,7 +267,16 @@ fn traps_name_the_plugin_and_the_reason() {
         "--memory-mib",
         "32",
     ]);
-    assert_fails(&out, 4, &["plugin hog", "memory limit exceeded"]);
+    assert_fails(
+        &out,
+        4,
+        &[
+            "plugin hog",
+            "memory limit exceeded",
+            "limits.memoryMib",
+            "--memory-mib",
+        ],
+    );
 }
 
 #[test]

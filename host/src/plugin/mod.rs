@@ -326,8 +326,16 @@ impl Sandbox {
 
     fn trap(&self, reason: TrapReason, error: &wasmtime::Error, said: Option<String>) -> CallError {
         let mut detail = match reason {
-            TrapReason::Timeout => format!("ran past its {:?} limit", self.limits.timeout),
-            TrapReason::MemoryLimit => format!("{}", error.root_cause()),
+            TrapReason::Timeout => format!(
+                "ran past its {:?} limit (raised by `limits.timeoutMs` in the grants file or \
+                 the Plugin object; offline, by `--timeout-ms`)",
+                self.limits.timeout
+            ),
+            TrapReason::MemoryLimit => format!(
+                "{} (raised by `limits.memoryMib` in the grants file or the Plugin object; \
+                 offline, by `--memory-mib`)",
+                error.root_cause()
+            ),
             _ => format!("{}", error.root_cause()),
         };
         if let Some(line) = said {

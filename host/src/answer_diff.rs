@@ -207,8 +207,9 @@ fn children(old: &[Value], new: &[Value], path: &mut String, out: &mut Vec<Chang
     }
 }
 
-/// `apiVersion kind namespace/name` of a child.
-fn identity(child: &Value) -> String {
+/// `apiVersion kind namespace/name` of an object: what tells two objects
+/// of an answer or a case apart.
+pub fn identity(child: &Value) -> String {
     let s = |p: &str| child.pointer(p).and_then(Value::as_str).unwrap_or_default();
     let (ns, name) = (s("/metadata/namespace"), s("/metadata/name"));
     let object = if ns.is_empty() {

@@ -56,6 +56,19 @@ pub enum Format {
     Json,
 }
 
+impl Format {
+    /// A value as a case file holds it in this format, ending in one
+    /// newline: what `operon test --update` and `operon plugins record`
+    /// write, read back as it was written.
+    pub fn text(self, value: &impl serde::Serialize) -> Result<String, String> {
+        let text = match self {
+            Format::Yaml => serde_saphyr::to_string(value).map_err(|e| e.to_string())?,
+            Format::Json => serde_json::to_string_pretty(value).map_err(|e| e.to_string())?,
+        };
+        Ok(format!("{}\n", text.trim_end()))
+    }
+}
+
 impl Case {
     /// The expected answer, `None` when the case has no expected file yet.
     pub fn expected(&self) -> anyhow::Result<Option<Value>> {

@@ -58,13 +58,11 @@ impl Answer {
     /// As an expected file's text: the outcome as `operon reconcile` prints
     /// it, so an updated file reads like the command's output.
     fn text(&self, format: Format) -> Result<String, Failure> {
-        let text = match (&self.0, format) {
-            (Ok(outcome), Format::Yaml) => serde_saphyr::to_string(outcome).map_err(fail)?,
-            (Ok(outcome), Format::Json) => serde_json::to_string_pretty(outcome).map_err(fail)?,
-            (Err(r), Format::Yaml) => serde_saphyr::to_string(&r.as_answer()).map_err(fail)?,
-            (Err(r), Format::Json) => serde_json::to_string_pretty(&r.as_answer()).map_err(fail)?,
-        };
-        Ok(format!("{}\n", text.trim_end()))
+        match &self.0 {
+            Ok(outcome) => format.text(outcome),
+            Err(r) => format.text(&r.as_answer()),
+        }
+        .map_err(fail)
     }
 }
 

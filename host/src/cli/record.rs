@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::cases::Format;
 use super::plugins::{ClientError, ask};
 use super::{ExitCode, Failure};
 use crate::plugin::recorder::{MAX_COUNT, Progress, Record};
@@ -253,11 +254,10 @@ fn case_files(plugin: &str, record: &Record) -> Vec<(&'static str, String)> {
     files
 }
 
-/// As YAML, ending in one newline.
+/// As a YAML case file.
 fn yaml(value: &impl Serialize) -> String {
     // Values that came in as JSON always serialize.
-    let text = serde_saphyr::to_string(value).unwrap_or_default();
-    format!("{}\n", text.trim_end())
+    Format::Yaml.text(value).unwrap_or_default()
 }
 
 #[cfg(test)]

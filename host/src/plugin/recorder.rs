@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{CallContext, redact};
+use crate::answer_diff::identity;
 use crate::contract::cluster::{ClusterReader, ReadError};
 use crate::contract::selector::Selector;
 use crate::contract::{ObjectSet, Request};
@@ -206,8 +207,7 @@ impl Tape {
     /// redacted. The related objects are what was read, each once, less
     /// the observed children (a case holds those already).
     pub fn into_record(self, config: &[(String, String)], revision: &str) -> Record {
-        let mut seen: BTreeSet<(String, String, String, String)> =
-            self.observed.iter().map(identity).collect();
+        let mut seen: BTreeSet<String> = self.observed.iter().map(identity).collect();
         let reads = std::mem::take(&mut *self.reads.lock().unwrap_or_else(PoisonError::into_inner));
         let related = reads
             .into_iter()
@@ -225,23 +225,6 @@ impl Tape {
             revision: revision.to_string(),
         }
     }
-}
-
-/// apiVersion, kind, namespace, name: what tells two objects apart.
-fn identity(object: &Value) -> (String, String, String, String) {
-    let get = |p| {
-        object
-            .pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    (
-        get("/apiVersion"),
-        get("/kind"),
-        get("/metadata/namespace"),
-        get("/metadata/name"),
-    )
 }
 
 fn rfc3339(at: SystemTime) -> String {

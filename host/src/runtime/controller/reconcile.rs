@@ -56,7 +56,10 @@ impl Controller {
         request.finalizing = finalizing;
         // 5. The call, in a fresh sandbox (and the shadow candidate's),
         //    taped while `operon plugins record` asks.
-        let tape = self.tape(key, &parent.json, &observed, finalizing);
+        let tape = self
+            .hooks
+            .recorder
+            .tape(key, &parent.json, &observed, finalizing);
         let outcome = match self.call(key, request, tape.as_ref()).await {
             Ok(outcome) => outcome,
             Err(e) => {

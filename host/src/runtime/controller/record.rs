@@ -42,17 +42,6 @@ impl Answered<'_> {
 }
 
 impl Controller {
-    /// A tape for this reconcile, when the plugin's recorder wants one.
-    pub(super) fn tape(
-        &self,
-        key: &str,
-        parent: &Value,
-        observed: &[Value],
-        finalizing: bool,
-    ) -> Option<Tape> {
-        self.hooks.recorder.tape(key, parent, observed, finalizing)
-    }
-
     /// Turns a tape into a record and hands it to the recorder. When Secret
     /// values were redacted, the live answer may hold them or what the
     /// plugin made of them: the answer recorded is then the same revision's
